@@ -1,0 +1,297 @@
+"""One grid: resample a series onto the fluid-sensitive series' voxels.
+
+Series of one study that share a DICOM FrameOfReferenceUID are already
+registered by the scanner: the image position/orientation in their headers map
+both into the same patient (LPS) coordinates, so resampling through the
+identity is exact unless the patient moved between the series. Otherwise (a
+different or unknown frame of reference, or motion) a rigid registration with
+Mattes mutual information is run, because T1 and STIR have different contrast
+(fat bright on one, dark on the other), which rules out intensity-difference
+metrics (Mattes et al., IEEE Trans Med Imaging 2003;22:120).
+
+With ``register="auto"`` a same-frame pair is still checked for motion by a
+quick registration; the rigid result is kept when it moves test points inside
+the body by more than ``motion_threshold_mm`` (default 1.5 mm, about half an
+in-plane pixel of a clinical STIR, below which the correction is within the
+registration's own error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import ConfigError, NoOverlapError
+from ..io.types import Volume
+from .bias import body_mask
+
+__all__ = ["GridResult", "resample_to_reference", "overlap_fraction", "REGISTER_MODES"]
+
+REGISTER_MODES = ("auto", "never", "always")
+#: Rigid correction (mm) above which ``register="auto"`` keeps the registration for a same-frame pair.
+MOTION_THRESHOLD_MM = 1.5
+#: In-plane voxel size (mm) the registration works on (finer levels add time, not accuracy, at 4 mm slices).
+REGISTRATION_SPACING_MM = 2.0
+
+
+@dataclass
+class GridResult:
+    """A series on the reference grid.
+
+    Attributes
+    ----------
+    image : SimpleITK.Image
+        The moving series resampled on the reference grid (``sitkFloat32``;
+        0 outside the moving series' coverage).
+    method : str
+        ``"geometry"`` (headers only) or ``"rigid"`` (registered).
+    transform : SimpleITK.Transform
+        Maps reference physical points (mm, LPS) to moving physical points
+        (ITK convention); identity for ``"geometry"``.
+    residual_mm : float
+        Mean distance (mm) between where the geometry-only mapping and the
+        registered mapping send test points inside the body: how far the
+        headers alone were off. 0 for ``"geometry"`` when no check was run.
+    max_residual_mm : float
+        The largest such distance (mm) over the test points.
+    metric : float or None
+        Final Mattes mutual-information value (negative; lower is better) when
+        a registration ran.
+    overlap : float
+        Fraction (0..1) of the reference volume covered by the moving series
+        after the mapping.
+    inside : SimpleITK.Image
+        ``sitkUInt8`` mask of reference voxels the moving series covers.
+    reason : str
+        Why this method was chosen.
+    """
+
+    image: sitk.Image
+    method: str
+    transform: sitk.Transform
+    residual_mm: float
+    max_residual_mm: float
+    metric: Optional[float]
+    overlap: float
+    inside: sitk.Image
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no images)."""
+        return {
+            "method": self.method,
+            "residual_mm": round(float(self.residual_mm), 3),
+            "max_residual_mm": round(float(self.max_residual_mm), 3),
+            "metric": None if self.metric is None else round(float(self.metric), 5),
+            "overlap": round(float(self.overlap), 4),
+            "reason": self.reason,
+        }
+
+
+def _image_and_frame(obj: Union[Volume, sitk.Image]) -> tuple[sitk.Image, str, str]:
+    if isinstance(obj, Volume):
+        return obj.image, obj.meta.frame_of_reference_uid or "", obj.meta.series_description or "series"
+    if isinstance(obj, sitk.Image):
+        return obj, "", "image"
+    raise ConfigError(f"expected a bmepipe Volume or a SimpleITK image, got {type(obj).__name__}")
+
+
+def _grid_points(image: sitk.Image, step: int = 8, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Physical coordinates (N x 3, mm) of a sub-grid of voxel centres (inside ``mask`` if given)."""
+    size = image.GetSize()
+    idx = np.stack(
+        np.meshgrid(*[np.arange(0, n, max(1, min(step, n // 4 or 1))) for n in size], indexing="ij"), -1
+    ).reshape(-1, 3)
+    if mask is not None:
+        idx = idx[mask[idx[:, 2], idx[:, 1], idx[:, 0]]]
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return np.asarray(image.GetOrigin()) + (idx * np.asarray(image.GetSpacing())) @ direction.T
+
+
+def _inside_fraction(points_mm: np.ndarray, image: sitk.Image) -> float:
+    """Fraction of physical points that fall inside ``image``'s voxel extent."""
+    if len(points_mm) == 0:
+        return 0.0
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    cont = ((points_mm - np.asarray(image.GetOrigin())) @ direction) / np.asarray(image.GetSpacing())
+    size = np.asarray(image.GetSize())
+    ok = np.all((cont >= -0.5) & (cont <= size - 0.5), axis=1)
+    return float(ok.mean())
+
+
+def overlap_fraction(reference: sitk.Image, moving: sitk.Image, transform: Optional[sitk.Transform] = None) -> float:
+    """Fraction (0..1) of the reference volume that lies inside the moving volume.
+
+    Parameters
+    ----------
+    reference, moving : SimpleITK.Image
+        3-D images in patient coordinates (mm).
+    transform : SimpleITK.Transform, optional
+        Reference-to-moving mapping; identity if omitted.
+    """
+    pts = _grid_points(reference)
+    if transform is not None:
+        pts = np.array([transform.TransformPoint(tuple(map(float, p))) for p in pts])
+    return _inside_fraction(pts, moving)
+
+
+def _displacements_mm(transform: sitk.Transform, points_mm: np.ndarray) -> np.ndarray:
+    moved = np.array([transform.TransformPoint(tuple(map(float, p))) for p in points_mm])
+    return np.linalg.norm(moved - points_mm, axis=1)
+
+
+def _prepare(image: sitk.Image) -> sitk.Image:
+    sx, sy, _ = image.GetSpacing()
+    factors = [max(1, int(round(REGISTRATION_SPACING_MM / sx))), max(1, int(round(REGISTRATION_SPACING_MM / sy))), 1]
+    return sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), factors)
+
+
+def _register_rigid(
+    reference: sitk.Image, moving: sitk.Image, initial: sitk.Transform, *, iterations: int, seed: int
+) -> tuple[sitk.Euler3DTransform, float]:
+    fixed = _prepare(reference)
+    mov = _prepare(moving)
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(0.5, seed + 1)  # SimpleITK seed 0 means "wall clock"
+    # Sample only the body: background noise carries no alignment information.
+    reg.SetMetricFixedMask(body_mask(fixed))
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    # Two coarse levels (~8 and ~4 mm in-plane) suffice: the full 2 mm level costs 4x the time for
+    # ~0.05 mm on test objects with 4-5 mm slices.
+    reg.SetShrinkFactorsPerLevel([4, 2])
+    reg.SetSmoothingSigmasPerLevel([4.0, 2.0])
+    reg.SetSmoothingSigmasAreSpecifiedInPhysicalUnits(True)
+    reg.SetInitialTransform(initial, inPlace=False)
+    out = reg.Execute(fixed, mov)
+    # Execute returns a composite wrapping the optimized Euler transform.
+    if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
+        out = sitk.CompositeTransform(out).GetNthTransform(0)
+    return sitk.Euler3DTransform(out), float(reg.GetMetricValue())
+
+
+def _initial_transform(reference: sitk.Image, moving: sitk.Image, same_frame: bool) -> sitk.Euler3DTransform:
+    # Rotate about the reference centre so rotation and translation parameters stay decoupled.
+    centre = reference.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in reference.GetSize()])
+    tx = sitk.Euler3DTransform()
+    tx.SetCenter(centre)
+    if same_frame or overlap_fraction(reference, moving) >= 0.5:
+        return tx  # headers are (nearly) right: start from them
+    # Unrelated frames of reference: start with the two volumes' centres aligned.
+    return sitk.Euler3DTransform(
+        sitk.CenteredTransformInitializer(reference, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    )
+
+
+def resample_to_reference(
+    moving: Union[Volume, sitk.Image],
+    reference: Union[Volume, sitk.Image],
+    *,
+    register: str = "auto",
+    same_frame: Optional[bool] = None,
+    motion_threshold_mm: float = MOTION_THRESHOLD_MM,
+    min_overlap: float = 0.05,
+    iterations: int = 200,
+    seed: int = 0,
+) -> GridResult:
+    """Resample ``moving`` onto the grid of ``reference``.
+
+    Parameters
+    ----------
+    moving, reference : bmepipe.io.Volume or SimpleITK.Image
+        3-D series in patient coordinates (LPS, mm). Volumes carry their
+        FrameOfReferenceUID; plain images are assumed to share one unless
+        ``same_frame`` says otherwise.
+    register : {"auto", "never", "always"}
+        ``never``: headers only. ``always``: rigid registration. ``auto``:
+        headers when the frame of reference is shared and a quick registration
+        finds no motion above ``motion_threshold_mm``; rigid otherwise.
+    same_frame : bool, optional
+        Override the frame-of-reference comparison.
+    motion_threshold_mm : float
+        Mean test-point displacement (mm) above which ``auto`` keeps the
+        registration for a same-frame pair.
+    min_overlap : float
+        Smallest fraction (0..1) of the reference the moving series must cover.
+    iterations : int
+        Optimizer iterations per resolution level.
+    seed : int
+        Seed of the metric's random sampling (results are deterministic).
+
+    Returns
+    -------
+    GridResult
+
+    Raises
+    ------
+    NoOverlapError
+        When the moving series covers less than ``min_overlap`` of the
+        reference (before and, when registering, after registration).
+    """
+    if register not in REGISTER_MODES:
+        raise ConfigError(f"unknown register mode {register!r}; expected one of {', '.join(REGISTER_MODES)}")
+    mov_img, mov_frame, mov_name = _image_and_frame(moving)
+    ref_img, ref_frame, ref_name = _image_and_frame(reference)
+    if same_frame is None:
+        same_frame = mov_frame == ref_frame  # both "" for plain images: trust the caller's coordinates
+    identity = sitk.Euler3DTransform()
+    geometric_overlap = overlap_fraction(ref_img, mov_img)
+    if same_frame and geometric_overlap < min_overlap:
+        raise NoOverlapError(
+            f"{mov_name} covers {geometric_overlap:.1%} of {ref_name} in patient coordinates "
+            f"(minimum {min_overlap:.0%}): the volumes do not overlap"
+        )
+
+    metric: Optional[float] = None
+    residual = max_residual = 0.0
+    method, transform = "geometry", identity
+    reason = "shared frame of reference: header geometry" if same_frame else ""
+    if register == "never":
+        reason = "registration disabled: header geometry"
+        if not same_frame:
+            reason += " (frames of reference differ)"
+    else:
+        check_only = register == "auto" and same_frame
+        rigid, metric = _register_rigid(
+            ref_img, mov_img, _initial_transform(ref_img, mov_img, same_frame), iterations=iterations, seed=seed
+        )
+        ref_mask = sitk.GetArrayViewFromImage(body_mask(ref_img)) > 0
+        pts = _grid_points(ref_img, mask=ref_mask)
+        if len(pts) == 0:
+            pts = _grid_points(ref_img)
+        d = _displacements_mm(rigid, pts)
+        residual, max_residual = float(d.mean()), float(d.max())
+        if not check_only or residual > motion_threshold_mm:
+            method, transform = "rigid", rigid
+            if register == "always":
+                reason = "rigid registration requested"
+            elif same_frame:
+                reason = f"rigid registration: motion of {residual:.1f} mm detected"
+            else:
+                reason = "rigid registration: frames of reference differ"
+
+        else:
+            reason = f"shared frame of reference, no motion above {motion_threshold_mm} mm: header geometry"
+
+    ov = overlap_fraction(ref_img, mov_img, None if method == "geometry" else transform)
+    if ov < min_overlap:
+        raise NoOverlapError(
+            f"{mov_name} covers {ov:.1%} of {ref_name} after {method} mapping (minimum {min_overlap:.0%}): "
+            "the volumes do not overlap"
+        )
+    image = sitk.Resample(sitk.Cast(mov_img, sitk.sitkFloat32), ref_img, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    ones = sitk.Cast(mov_img * 0 + 1, sitk.sitkUInt8)
+    inside = sitk.Resample(ones, ref_img, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return GridResult(
+        image=image, method=method, transform=transform, residual_mm=residual, max_residual_mm=max_residual,
+        metric=metric, overlap=ov, inside=inside, reason=reason,
+    )

@@ -1,0 +1,117 @@
+"""Small analytic test objects for tests/test_normalize_*.py (not a test module).
+
+Tissues are defined by analytic shapes in patient coordinates (LPS, mm), so a
+series on any grid, or moved by a known rigid transform, is sampled exactly
+(no interpolation of a reference image: the truth does not depend on the code
+under test).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+# label -> (T1-weighted, STIR) relative signal; fat bright on T1 and nulled on STIR, fluid the opposite.
+TISSUES = {
+    "background": (0, (0.0, 0.0)),
+    "fat": (1, (1.0, 0.06)),
+    "muscle": (2, (0.35, 0.30)),
+    "marrow": (3, (0.90, 0.08)),
+    "cortex": (4, (0.0, 0.0)),
+    "fluid": (5, (0.12, 1.0)),
+}
+
+
+def make_grid(size=(96, 96, 20), spacing=(4.0, 4.0, 4.0), origin=None, direction=None) -> sitk.Image:
+    """An empty float image (x, y, z sizes) centred on the patient origin unless ``origin`` is given."""
+    img = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
+    img.SetSpacing([float(s) for s in spacing])
+    if direction is not None:
+        img.SetDirection([float(d) for d in direction])
+    if origin is None:
+        centre_index = [(n - 1) / 2 for n in size]
+        d = np.array(img.GetDirection()).reshape(3, 3)
+        origin = -(d @ (np.asarray(centre_index) * np.asarray(spacing)))
+    img.SetOrigin([float(o) for o in origin])
+    return img
+
+
+def physical_points(grid: sitk.Image) -> np.ndarray:
+    """Physical coordinates (mm) of every voxel, array shape (z, y, x, 3)."""
+    nx, ny, nz = grid.GetSize()
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    idx = np.stack([i, j, k], -1).astype(float)
+    d = np.array(grid.GetDirection()).reshape(3, 3)
+    return np.asarray(grid.GetOrigin()) + (idx * np.asarray(grid.GetSpacing())) @ d.T
+
+
+def labels_at(p: np.ndarray) -> np.ndarray:
+    """Tissue label at physical points ``p`` (..., 3) of a crude both-hip pelvis."""
+    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    lab = np.zeros(p.shape[:-1], np.uint8)
+    lab[(x / 175) ** 2 + (y / 115) ** 2 + (z / 220) ** 2 < 1] = 1
+    lab[(x / 150) ** 2 + (y / 92) ** 2 + (z / 200) ** 2 < 1] = 2
+    for cx in (-90.0, 90.0):
+        shaft = (np.hypot(x - cx * 1.1, y) < 16) & (z < 40)
+        head = np.sqrt((x - cx) ** 2 + y**2 + (z - 40) ** 2) < 24
+        bone = shaft | head
+        lab[bone] = 4
+        inner = ((np.hypot(x - cx * 1.1, y) < 12) & (z < 40)) | (np.sqrt((x - cx) ** 2 + y**2 + (z - 40) ** 2) < 21)
+        lab[inner] = 3
+    # Asymmetric features so that no rigid motion maps the object onto itself.
+    lab[((x - 10) / 45) ** 2 + ((y + 35) / 30) ** 2 + ((z - 30) / 35) ** 2 < 1] = 5  # bladder, off-centre
+    lab[((x + 40) / 25) ** 2 + ((y - 60) / 15) ** 2 + ((z + 60) / 20) ** 2 < 1] = 1  # fat pad, posterior right
+    return lab
+
+
+def contrast(labels: np.ndarray, which: str) -> np.ndarray:
+    """Noise-free signal of ``which`` ("t1" or "stir") for a label array."""
+    col = 0 if which == "t1" else 1
+    lut = np.zeros(8, np.float32)
+    for lab, values in TISSUES.values():
+        lut[lab] = values[col]
+    return lut[labels]
+
+
+def smooth_bias(p: np.ndarray, peak_to_peak: float = 0.4, seed: int = 0) -> np.ndarray:
+    """A smooth multiplicative field (low-order polynomial in log) with the given peak-to-peak ratio in the body."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=6)
+    u, v, w = p[..., 0] / 175, p[..., 1] / 115, p[..., 2] / 150
+    f = c[0] * u + c[1] * v + 0.5 * c[2] * w + 0.6 * c[3] * u**2 + 0.6 * c[4] * v**2 + 0.6 * c[5] * u * v
+    body = labels_at(p) > 0
+    f = f - f[body].mean()
+    f *= np.log(1 + peak_to_peak) / np.ptp(f[body])
+    return np.exp(f).astype(np.float32)
+
+
+def rician(signal: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """Magnitude of signal + complex Gaussian noise of SD ``sigma`` per channel (mr_physics.md section 4)."""
+    rng = np.random.default_rng(seed)
+    re = signal + rng.normal(0, sigma, signal.shape)
+    im = rng.normal(0, sigma, signal.shape)
+    return np.hypot(re, im).astype(np.float32)
+
+
+def apply_rigid(transform: sitk.Transform, p: np.ndarray) -> np.ndarray:
+    """Apply an Euler3D/affine-like transform to points (..., 3): R (p - c) + c + t."""
+    r = np.array(transform.GetMatrix()).reshape(3, 3)
+    c = np.asarray(transform.GetCenter())
+    t = np.asarray(transform.GetTranslation())
+    return (p - c) @ r.T + c + t
+
+
+def series(grid: sitk.Image, which: str, *, transform: sitk.Transform | None = None, sigma: float = 0.0,
+           bias: np.ndarray | None = None, seed: int = 0) -> sitk.Image:
+    """Sample the object on ``grid``; with ``transform`` (grid point -> object point) the object appears moved."""
+    p = physical_points(grid)
+    if transform is not None:
+        p = apply_rigid(transform, p)
+    s = contrast(labels_at(p), which)
+    if bias is not None:
+        s = s * bias
+    if sigma > 0:
+        s = rician(s, sigma, seed)
+    img = sitk.GetImageFromArray(s.astype(np.float32))
+    img.CopyInformation(grid)
+    return img

@@ -1,0 +1,101 @@
+"""One grid (bmepipe.normalize.grid): header geometry, rigid registration, overlap errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import normalize_synth as ns
+from bmepipe.errors import ConfigError, NoOverlapError
+from bmepipe.io.types import Volume, VolumeMeta
+from bmepipe.normalize import resample_to_reference
+
+CORONAL = (1, 0, 0, 0, 0, -1, 0, 1, 0)  # rows along +x, columns along -z, slices along +y (LPS)
+
+
+def volume(image, frame, kind="t1"):
+    meta = VolumeMeta(
+        series_instance_uid=f"1.2.3.{kind}", series_description=kind, sequence_class="t1" if kind == "t1" else "fluid_sensitive",
+        sequence_kind=kind, sequence_reason="test", sequence_confidence=1.0, plane="coronal", frame_of_reference_uid=frame,
+    )
+    return Volume(image=image, meta=meta)
+
+
+def rigid(rx_deg, ry_deg, rz_deg, t_mm):
+    tx = sitk.Euler3DTransform()
+    tx.SetRotation(*np.deg2rad([rx_deg, ry_deg, rz_deg]))
+    tx.SetTranslation(t_mm)
+    return tx
+
+
+@pytest.fixture(scope="module")
+def stir_ref():
+    grid = ns.make_grid((160, 120, 22), (2.4, 2.4, 5.0), direction=CORONAL)  # coronal slab
+    return ns.series(grid, "stir", sigma=0.025, seed=1)
+
+
+def test_geometry_resampling_is_exact_for_a_linear_ramp():
+    # Linear interpolation reproduces a linear function exactly: any error is a geometry error.
+    ref = ns.make_grid((60, 50, 12), (3.0, 3.0, 5.0), direction=CORONAL)
+    mov_grid = ns.make_grid((70, 70, 40), (2.7, 2.7, 4.0), origin=(-95.0, -90.0, -80.0))  # axial, other spacing
+    ramp = lambda p: 100 + 0.5 * p[..., 0] - 0.3 * p[..., 1] + 0.2 * p[..., 2]  # noqa: E731
+    moving = sitk.GetImageFromArray(ramp(ns.physical_points(mov_grid)).astype(np.float32))
+    moving.CopyInformation(mov_grid)
+    res = resample_to_reference(moving, ref, register="never")
+    inside = sitk.GetArrayFromImage(res.inside) > 0
+    got = sitk.GetArrayFromImage(res.image)[inside]
+    expected = ramp(ns.physical_points(ref))[inside]
+    assert inside.mean() > 0.5
+    assert res.method == "geometry" and res.metric is None
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert res.image.GetSize() == ref.GetSize() and np.allclose(res.image.GetDirection(), ref.GetDirection())
+
+
+def test_rigid_registration_recovers_a_known_motion_across_frames(stir_ref):
+    true = rigid(3.0, -2.0, 3.0, (5.0, -3.0, 2.0))  # reference point -> where the moved anatomy shows it
+    t1_grid = ns.make_grid((180, 140, 26), (2.0, 2.0, 4.5), direction=CORONAL)
+    t1 = ns.series(t1_grid, "t1", transform=true.GetInverse(), sigma=0.025, seed=2)
+    res = resample_to_reference(volume(t1, "1.2.3.9", "t1"), volume(stir_ref, "1.2.3.7", "stir"))
+    assert res.method == "rigid" and "frames of reference differ" in res.reason
+    pts = ns.physical_points(stir_ref)[::3, ::10, ::10].reshape(-1, 3)
+    pts = pts[ns.labels_at(pts) > 0]
+    err = np.linalg.norm(ns.apply_rigid(res.transform, pts) - ns.apply_rigid(true, pts), axis=1)
+    assert err.mean() < 1.0 and err.max() < 1.5, (err.mean(), err.max())
+    # the reported residual is the size of the correction the headers missed
+    moved = np.linalg.norm(ns.apply_rigid(true, pts) - pts, axis=1).mean()
+    assert abs(res.residual_mm - moved) < 1.5
+
+
+def test_auto_keeps_header_geometry_without_motion(stir_ref):
+    t1_grid = ns.make_grid((180, 140, 26), (2.0, 2.0, 4.5), direction=CORONAL)
+    t1 = ns.series(t1_grid, "t1", sigma=0.025, seed=2)
+    res = resample_to_reference(volume(t1, "1.2.3.7"), volume(stir_ref, "1.2.3.7", "stir"))
+    assert res.method == "geometry"
+    assert res.residual_mm < 1.5
+    assert sitk.Euler3DTransform(res.transform).GetParameters() == (0.0,) * 6
+
+
+def test_auto_registers_a_same_frame_pair_when_the_patient_moved(stir_ref):
+    true = rigid(0.0, 0.0, 2.0, (4.0, 0.0, -3.0))
+    t1_grid = ns.make_grid((180, 140, 26), (2.0, 2.0, 4.5), direction=CORONAL)
+    t1 = ns.series(t1_grid, "t1", transform=true.GetInverse(), sigma=0.025, seed=5)
+    res = resample_to_reference(volume(t1, "1.2.3.7"), volume(stir_ref, "1.2.3.7", "stir"))
+    assert res.method == "rigid" and "motion" in res.reason
+
+
+def test_never_register_uses_headers_even_across_frames(stir_ref):
+    res = resample_to_reference(volume(stir_ref, "1.2.3.8"), volume(stir_ref, "1.2.3.7", "stir"), register="never")
+    assert res.method == "geometry" and "differ" in res.reason
+    np.testing.assert_allclose(sitk.GetArrayFromImage(res.image), sitk.GetArrayFromImage(stir_ref), atol=1e-5)
+
+
+def test_disjoint_volumes_raise_no_overlap(stir_ref):
+    far = ns.make_grid((40, 40, 10), (2.0, 2.0, 4.0), origin=(600.0, 600.0, 600.0))
+    with pytest.raises(NoOverlapError, match="do not overlap"):
+        resample_to_reference(far, stir_ref)
+
+
+def test_unknown_register_mode(stir_ref):
+    with pytest.raises(ConfigError):
+        resample_to_reference(stir_ref, stir_ref, register="sometimes")
