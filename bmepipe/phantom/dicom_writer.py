@@ -315,10 +315,16 @@ def _ds_list(values) -> list[str]:
     return [_ds(v) for v in values]
 
 
-def _shift_time(date: str, time: str, seconds: float) -> tuple[str, str]:
+def _shift_time(date: str, time: str, seconds: float, fraction: bool = False) -> tuple[str, str]:
     """(date, time) ``seconds`` after ``date``/``time``, as DA and TM strings."""
     t = _dt.datetime.strptime(date + time, "%Y%m%d" + _TIME_FMT) + _dt.timedelta(seconds=seconds)
-    return t.strftime("%Y%m%d"), t.strftime(_TIME_FMT)
+    return t.strftime("%Y%m%d"), t.strftime(_TIME_FMT + (".%f" if fraction else ""))
+
+
+def _interleaved_rank(n_slices: int) -> list[int]:
+    """Acquisition rank of each slice for interleaved 2-D order (0, 2, 4, ..., 1, 3, ...)."""
+    order = list(range(0, n_slices, 2)) + list(range(1, n_slices, 2))
+    return [order.index(k) for k in range(n_slices)]
 
 
 def _plane(normal: np.ndarray) -> str:
@@ -521,7 +527,7 @@ def write_mr_series(
         ds.SequenceName = tokens["SequenceName"]
     ds.RepetitionTime = _ds(p.repetition_time_ms)
     ds.EchoTime = _ds(p.echo_time_ms)
-    if p.inversion_time_ms:
+    if p.kind == "stir":
         ds.InversionTime = _ds(p.inversion_time_ms)
     ds.EchoTrainLength = int(p.echo_train_length)
     ds.FlipAngle = _ds(p.flip_angle_deg)
@@ -567,11 +573,16 @@ def write_mr_series(
     _set_window(ds, stored, slope)
 
     positions = geometry.slice_positions()
+    # Multi-slice 2-D: slices are excited interleaved within one TR, so each
+    # has its own AcquisitionTime (converters estimate slice timing from it).
+    rank = _interleaved_rank(n_slices)
     per_image, names = [], []
     for k in range(n_slices):
         sop_uid = make_uid(series_uid, "image", k)
+        offset_s = rank[k] * p.repetition_time_ms / n_slices / 1000.0
         per_image.append(dict(
             SOPInstanceUID=sop_uid, InstanceNumber=k + 1,
+            AcquisitionTime=_shift_time(ds.SeriesDate, ds.SeriesTime, offset_s, fraction=True)[1],
             ImagePositionPatient=_ds_list(positions[k]),
             SliceLocation=_ds(float(positions[k] @ normal)),
         ))
