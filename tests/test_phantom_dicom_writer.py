@@ -17,7 +17,7 @@ import pydicom
 import pytest
 from pydicom.pixels import apply_rescale
 
-from bmepipe.errors import ConfigError, OrientationError
+from bmepipe.errors import ConfigError, OrientationError, OutputError
 from bmepipe.phantom.dicom_writer import (
     Geometry,
     SeriesProtocol,
@@ -134,6 +134,10 @@ def test_bad_input_raises_typed_errors(tmp_path):
     with pytest.raises(ConfigError):
         _protocol("t1", "canon")
     assert not any(tmp_path.iterdir())
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="not_a_folder"):
+        write_mr_series(np.ones(g.shape), g, _protocol("t1", "ge"), StudyInfo.from_seed(0), blocker / "series")
 
 
 # --------------------------------------------------------------------------- dciodvfy
@@ -248,6 +252,23 @@ def test_geometry_matches_dcm2niix(tmp_path, vendor):
     got = data.reshape(-1)
     step = np.diff(np.unique(got)).min()  # quantization step in the NIfTI's units
     assert _proportional_within(got, expected, 0.5 * step * 1.001)
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_geometry_matches_simpleitk_gdcm_reader(tmp_path, vendor):
+    sitk = pytest.importorskip("SimpleITK")
+    g = _oblique_geometry(size=(32, 24, 6))
+    signal = _signal(g, seed=8)
+    write_mr_series(signal, g, _protocol("pd_fs", vendor), StudyInfo.from_seed(8), tmp_path)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path)))
+    img = reader.Execute()
+    assert img.GetSize() == g.size
+    np.testing.assert_allclose(img.GetOrigin(), g.origin_lps_mm, atol=1e-4)
+    np.testing.assert_allclose(img.GetSpacing(), g.spacing_mm, atol=1e-4)
+    np.testing.assert_allclose(img.GetDirection(), g.direction, atol=1e-6)
+    values = sitk.GetArrayFromImage(img).astype(float)  # GDCM applies RescaleSlope/Intercept
+    assert _proportional_within(values, signal, 0.5 * (np.diff(np.unique(values)).min()) * 1.001)
 
 
 # --------------------------------------------------------------------------- pixels

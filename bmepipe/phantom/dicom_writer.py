@@ -39,6 +39,7 @@ __all__ = [
     "write_mr_series",
     "write_localizer",
     "GYROMAGNETIC_RATIO_MHZ_PER_T",
+    "PHILIPS_RESCALE_SLOPE",
 ]
 
 GYROMAGNETIC_RATIO_MHZ_PER_T = 42.577478  # 1H, CODATA 2018
@@ -423,14 +424,12 @@ def _scale_to_stored(signal: np.ndarray, target_max: int) -> tuple[np.ndarray, f
     """uint16 stored values ``round(signal * gain)`` with the maximum at ``target_max``."""
     peak = float(signal.max()) if signal.size else 0.0
     gain = target_max / peak if peak > 0 else 1.0
-    stored = np.rint(signal * gain)
-    return np.clip(stored, 0, target_max).astype("<u2"), gain
+    return np.rint(signal * gain).astype("<u2"), gain  # signal >= 0, so 0 <= stored <= target_max
 
 
 def _set_window(ds, stored: np.ndarray, slope: float) -> None:
     """WindowCenter/Width (in rescaled units) covering the 1st-99.5th percentile."""
-    sample = stored[:, ::4, ::4] if stored.ndim == 3 else stored[::4, ::4]
-    lo, hi = np.percentile(sample, [1.0, 99.5]) * slope
+    lo, hi = np.percentile(stored[:, ::4, ::4], [1.0, 99.5]) * slope
     width = max(float(hi - lo), 1.0)
     ds.WindowCenter = _ds(round(float(lo + hi) / 2.0, 1))
     ds.WindowWidth = _ds(round(width, 1))
@@ -440,20 +439,21 @@ def _write_images(ds, stored: np.ndarray, out_dir: Path, names: list[str], per_i
     """Write one file per 2-D image, updating the same dataset in place (fast, no deep copies)."""
     from pydicom import dcmwrite
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for image, name, attrs in zip(stored, names, per_image):
-        for key, value in attrs.items():
-            setattr(ds, key, value)
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.PixelData = image.tobytes()
-        path = out_dir / name
-        try:
+    path = out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for image, name, attrs in zip(stored, names, per_image):
+            for key, value in attrs.items():
+                setattr(ds, key, value)
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.PixelData = image.tobytes()
+            path = out_dir / name
             with atomic_path(path) as tmp:
                 dcmwrite(tmp, ds, enforce_file_format=True)
-        except OSError as exc:
-            raise OutputError(f"cannot write DICOM file ({exc.strerror or exc})", path) from exc
-        paths.append(path)
+            paths.append(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write DICOM output ({exc.strerror or exc})", path) from exc
     return paths
 
 
