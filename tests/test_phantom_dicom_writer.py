@@ -313,6 +313,12 @@ def test_deterministic_bytes_and_safe_names(tmp_path, vendor):
     assert a.SeriesInstanceUID != c.SeriesInstanceUID and a.SOPInstanceUID != c.SOPInstanceUID
     dcm = write_mr_series(_signal(g), g, _protocol("pd_fs", vendor), study, tmp_path / "d", file_names="dcm")
     assert [p.name for p in dcm] == ["IM0001.dcm", "IM0002.dcm", "IM0003.dcm"]
+    again = write_mr_series(_signal(g), g, _protocol("pd_fs", vendor), study, tmp_path / "d", file_names="dcm")
+    assert again == dcm  # rewriting the same series in place is allowed
+    with pytest.raises(OutputError, match="IM0001.dcm"):  # another series would silently replace it
+        write_mr_series(_signal(g), g, _protocol("t1", vendor, series_number=8), study, tmp_path / "d",
+                        file_names="dcm")
+    assert pydicom.dcmread(dcm[0]).SeriesInstanceUID == a.SeriesInstanceUID
 
 
 def test_series_attributes_per_slice(tmp_path):

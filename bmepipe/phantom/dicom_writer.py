@@ -435,6 +435,16 @@ def _set_window(ds, stored: np.ndarray, slope: float) -> None:
     ds.WindowWidth = _ds(round(width, 1))
 
 
+def _series_uid_of(path: Path) -> str | None:
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).get("SeriesInstanceUID")
+    except (InvalidDicomError, OSError, ValueError):
+        return None
+
+
 def _write_images(ds, stored: np.ndarray, out_dir: Path, names: list[str], per_image: list[dict]) -> list[Path]:
     """Write one file per 2-D image, updating the same dataset in place (fast, no deep copies)."""
     from pydicom import dcmwrite
@@ -449,6 +459,8 @@ def _write_images(ds, stored: np.ndarray, out_dir: Path, names: list[str], per_i
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.PixelData = image.tobytes()
             path = out_dir / name
+            if path.exists() and _series_uid_of(path) != ds.SeriesInstanceUID:
+                raise OutputError("holds an image of another series; write each series to its own folder", path)
             with atomic_path(path) as tmp:
                 dcmwrite(tmp, ds, enforce_file_format=True)
             paths.append(path)
