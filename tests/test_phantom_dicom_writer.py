@@ -97,6 +97,7 @@ def test_geometry_index_to_lps_matches_simpleitk():
     g = _oblique_geometry()
     ref = g.to_sitk_reference()
     assert ref.GetSize() == g.size
+    assert Geometry.from_sitk(ref) == g
     ijk = np.array([[0, 0, 0], [63, 0, 0], [0, 47, 9], [10.5, 3.25, 7.0]])
     expected = np.array([ref.TransformContinuousIndexToPhysicalPoint(tuple(map(float, p))) for p in ijk])
     np.testing.assert_allclose(g.index_to_lps(ijk), expected, atol=1e-9)

@@ -118,6 +118,11 @@ class Geometry:
         m = np.column_stack([row, col, np.cross(row, col)])
         return cls(tuple(size), tuple(spacing_mm), tuple(origin_lps_mm), tuple(m.ravel()))
 
+    @classmethod
+    def from_sitk(cls, image) -> "Geometry":
+        """The grid of a SimpleITK image (size, spacing, origin, direction)."""
+        return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+
     @property
     def matrix(self) -> np.ndarray:
         """3x3 direction matrix; columns: row direction, column direction, normal."""
