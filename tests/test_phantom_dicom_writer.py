@@ -205,7 +205,8 @@ def test_vendor_labels(tmp_path, vendor):
             assert "InversionTime" not in ds
         if vendor == "siemens":
             assert ds.Manufacturer == "SIEMENS"
-            assert ds.SequenceName == ("*tir2d1_13" if kind == "stir" else f"*tse2d1_{_PARAMS[kind]['echo_train_length']}")
+            etl = _PARAMS[kind]["echo_train_length"]
+            assert ds.SequenceName == (f"*tir2d1_{etl}" if kind == "stir" else f"*tse2d1_{etl}")
         if vendor == "ge":
             assert ds.Manufacturer.startswith("GE")
             gems = [t for t in ds.ScanOptions if t.endswith("_GEMS")]

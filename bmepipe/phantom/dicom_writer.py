@@ -521,7 +521,7 @@ def write_mr_series(
     """
     signal = np.asarray(signal)
     if signal.shape != geometry.shape:
-        raise ConfigError(f"signal shape {signal.shape} does not match geometry {geometry.shape} (slices, rows, columns)")
+        raise ConfigError(f"signal shape {signal.shape} != geometry (slices, rows, columns) {geometry.shape}")
     signal = signal.astype(np.float64, copy=False)
     if not np.all(np.isfinite(signal)) or (signal.size and signal.min() < 0):
         raise ConfigError("signal must be finite and non-negative (magnitude)")
