@@ -11,7 +11,7 @@ from bmepipe.errors import ConfigError, NoOverlapError
 from bmepipe.io.types import Volume, VolumeMeta
 from bmepipe.normalize import resample_to_reference
 
-CORONAL = (1, 0, 0, 0, 0, -1, 0, 1, 0)  # rows along +x, columns along -z, slices along +y (LPS)
+CORONAL = (1, 0, 0, 0, 0, 1, 0, -1, 0)  # DICOM coronal: row direction +x, column direction -z, normal +y (LPS)
 
 
 def volume(image, frame, kind="t1"):

@@ -93,7 +93,9 @@ def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
         mask = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.02 * sizes.max()))
-    mask = ndimage.binary_closing(mask, structure=np.ones((1, 5, 5), bool), border_value=0)
+    # Pad by edge replication so that closing does not erode a body cut by the FOV boundary.
+    padded = np.pad(mask, ((0, 0), (3, 3), (3, 3)), mode="edge")
+    mask = ndimage.binary_closing(padded, structure=np.ones((1, 5, 5), bool))[:, 3:-3, 3:-3]
     for k in range(mask.shape[0]):  # fill per slice: a 3-D fill leaks through the first/last slice
         mask[k] = ndimage.binary_fill_holes(mask[k])
     small_mask = sitk.GetImageFromArray(mask.astype(np.uint8))
@@ -174,9 +176,7 @@ def correct_bias(
         n4 = sitk.N4BiasFieldCorrectionImageFilter()
         n4.SetMaximumNumberOfIterations([int(i) for i in iterations])
         n4.Execute(small, small_mask)
-        log_field = sitk.Resample(
-            n4.GetLogBiasFieldAsImage(small), image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True
-        )
+        log_field = n4.GetLogBiasFieldAsImage(image)
 
     log_arr = sitk.GetArrayFromImage(log_field).astype(np.float32)
     mask_arr = sitk.GetArrayViewFromImage(mask) > 0

@@ -1,0 +1,377 @@
+"""Input quality control: SNR, fat suppression, coverage, ghosting.
+
+Each check returns a :class:`QCFlag` (name, value, threshold, passed, message)
+that the report carries; :func:`assess_quality` runs them all.
+
+* ``snr_fluid`` / ``snr_t1``: mean muscle signal / noise sigma, sigma from
+  neighbour differences inside muscle (:func:`bmepipe.normalize.noise.noise_sigma_local`;
+  background-based sigma is in ``details`` for comparison). Below
+  ``MIN_SNR`` the edema threshold is noise dominated.
+* ``fat_suppression``: on a fluid-sensitive series fat must be dark. Fat
+  compartments are found on T1 (bright on T1): subcutaneous fat (T1-bright
+  within ``SUBCUTANEOUS_DEPTH_MM`` of the skin) and deep fat (T1-bright deeper:
+  femoral marrow, intrapelvic fat). Their fluid-sensitive signal is divided by
+  muscle's. With working suppression fat is darker than muscle (STIR ~0.1-0.3,
+  FS PD/T2 ~0.2-0.5 with 90-98 % efficiency, from the signal equations of
+  mr_physics.md section 3 [calc from approx relaxation times]); unsuppressed
+  fat is 2-5x brighter than muscle and reads as edema. Threshold:
+  ``FAT_SAT_MAX_RATIO`` = 1.0 (fat no brighter than muscle) [approx].
+  Without T1, the outer ``SUBCUTANEOUS_DEPTH_MM`` of the body stands in for
+  subcutaneous fat (lower confidence, said in the message).
+* ``fat_suppression_homogeneity``: the same ratio per region of the fat
+  (patient right/left x central/peripheral, split at the median distance
+  from the FOV centre: fat saturation fails off-centre and at the periphery,
+  mr_physics.md section 3); fails when any region exceeds the threshold:
+  value = the worst region.
+* ``coverage``: both femoral heads inside the field of view. With head
+  centres/radii (from segmentation) it is exact: the smallest distance (mm)
+  from a head sphere to the FOV boundary must be >= ``COVERAGE_MARGIN_MM``.
+  Without them a light check: the fraction of the body outline that lies on
+  the lateral (patient left/right) FOV boundary, where a cropped hip is cut.
+* ``ghosting``: motion and pulsation ghosts replicate the body along the
+  phase-encoding direction into the background. Value = mean background
+  signal in excess of the Rayleigh noise floor (1.253 sigma,
+  mr_physics.md section 4), as a fraction of muscle signal, in the worse of
+  the two in-plane directions; threshold ``MAX_GHOST_FRACTION`` [approx].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .bias import body_mask
+from .noise import noise_sigma_background, noise_sigma_local, rician_mean
+from .standardize import find_reference_tissue
+
+__all__ = [
+    "QCFlag",
+    "QualityReport",
+    "assess_quality",
+    "snr_flag",
+    "fat_suppression_flags",
+    "coverage_flag",
+    "body_truncation_flag",
+    "ghosting_flag",
+]
+
+#: Lowest acceptable muscle SNR (clinical STIR muscle ~10-30, mr_physics.md section 4 [approx]).
+MIN_SNR = 8.0
+#: Largest acceptable fat / muscle signal ratio on a fluid-sensitive series [approx, see module docstring].
+FAT_SAT_MAX_RATIO = 1.0
+#: Depth (mm) below the skin treated as subcutaneous.
+SUBCUTANEOUS_DEPTH_MM = 25.0
+#: T1 fat level: voxels brighter than this fraction of the 95th T1 percentile in the body are fat.
+T1_FAT_FRACTION = 0.7
+#: Smallest distance (mm) a femoral head sphere must keep from the FOV boundary.
+COVERAGE_MARGIN_MM = 0.0
+#: Largest fraction of the lateral FOV boundary the body may touch before coverage is flagged [approx].
+MAX_LATERAL_TRUNCATION = 0.10
+#: Largest background excess over the noise floor, as a fraction of muscle signal [approx].
+MAX_GHOST_FRACTION = 0.02
+_MIN_VOXELS = 200
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else round(float(obj), 4)
+    return obj
+
+
+@dataclass
+class QCFlag:
+    """One quality check. ``passed`` is None when the check could not be made."""
+
+    name: str
+    value: Optional[float]
+    threshold: Optional[float]
+    passed: Optional[bool]
+    message: str
+    unit: str = ""
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # plain Python types, whatever numpy produced
+        self.passed = None if self.passed is None else bool(self.passed)
+        self.value = None if self.value is None else float(self.value)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict (numpy scalars converted, floats rounded)."""
+        return _plain(asdict(self))
+
+
+@dataclass
+class QualityReport:
+    """All QC flags of one study."""
+
+    flags: list[QCFlag] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True unless a check failed (checks that could not be made do not fail)."""
+        return all(f.passed is not False for f in self.flags)
+
+    def flag(self, name: str) -> QCFlag:
+        for f in self.flags:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"passed": bool(self.passed), "flags": [f.to_dict() for f in self.flags]}
+
+
+def snr_flag(image: sitk.Image, muscle: np.ndarray, body: np.ndarray, name: str = "snr_fluid",
+             min_snr: float = MIN_SNR) -> QCFlag:
+    """SNR of skeletal muscle: noise-bias-free mean / sigma (neighbour differences)."""
+    a = sitk.GetArrayViewFromImage(image)
+    sigma = noise_sigma_local(a, muscle, image.GetSpacing()[:2])
+    if not np.isfinite(sigma) or sigma <= 0:
+        return QCFlag(name, None, min_snr, None, "SNR not measurable: too little homogeneous muscle")
+    snr = rician_mean(a[muscle], sigma) / sigma
+    ok = snr >= min_snr
+    return QCFlag(
+        name, snr, min_snr, ok,
+        f"muscle SNR {snr:.1f}" + ("" if ok else f" below {min_snr:g}: edema thresholds are noise dominated"),
+        details={"sigma": sigma, "sigma_background": noise_sigma_background(a, body), "method": "muscle neighbour differences"},
+    )
+
+
+def _fat_ratio(f: np.ndarray, region: np.ndarray, muscle_value: float, sigma: float) -> Optional[float]:
+    if region.sum() < _MIN_VOXELS:
+        return None
+    return rician_mean(f[region], sigma) / muscle_value
+
+
+def fat_suppression_flags(
+    fluid: sitk.Image, t1: Optional[sitk.Image], body: np.ndarray, muscle: np.ndarray, *,
+    max_ratio: float = FAT_SAT_MAX_RATIO, subcutaneous_depth_mm: float = SUBCUTANEOUS_DEPTH_MM,
+) -> list[QCFlag]:
+    """Fat-suppression failure (global) and inhomogeneity (worst body quadrant); see the module docstring."""
+    f = sitk.GetArrayFromImage(fluid).astype(np.float32)
+    sigma = noise_sigma_local(f, muscle, fluid.GetSpacing()[:2])
+    muscle_value = rician_mean(f[muscle], sigma)
+    sx, sy, _ = fluid.GetSpacing()
+    # depth below the skin, in-plane (slices are thick)
+    depth = np.stack([ndimage.distance_transform_edt(b, sampling=(sy, sx)) for b in body])
+    skin = depth > 3.0  # skip skin and the partial-volume edge
+    superficial = skin & (depth <= subcutaneous_depth_mm)
+    if t1 is not None:
+        t = ndimage.uniform_filter(sitk.GetArrayFromImage(t1).astype(np.float32), size=(1, 3, 3))
+        fat = body & (t > T1_FAT_FRACTION * np.percentile(t[body], 95))
+        fat = ndimage.binary_erosion(fat, structure=np.ones((1, 3, 3), bool))
+        subcut, deep = fat & superficial, fat & (depth > subcutaneous_depth_mm)
+        source = "T1-bright fat"
+    else:
+        subcut, deep = superficial & ~muscle, np.zeros_like(body)
+        source = "outer body layer (no T1: lower confidence)"
+    r_sub = _fat_ratio(f, subcut, muscle_value, sigma)
+    r_deep = _fat_ratio(f, deep, muscle_value, sigma)
+    # fluid (bladder, effusion): bright on the fluid-sensitive series, for the report's comparison
+    fluid_ratio = None
+    if t1 is not None:
+        fl = body & (f > 2.0 * muscle_value) & (t < np.percentile(t[muscle], 50))
+        if fl.sum() >= _MIN_VOXELS // 4:
+            fluid_ratio = rician_mean(f[fl], sigma) / muscle_value
+    details = {"subcutaneous_fat_to_muscle": r_sub, "deep_fat_marrow_to_muscle": r_deep,
+               "fluid_to_muscle": fluid_ratio, "fat_source": source}
+    ratios = [r for r in (r_sub, r_deep) if r is not None]
+    if not ratios:
+        none = QCFlag("fat_suppression", None, max_ratio, None, "fat suppression not assessable: no fat found")
+        return [none, QCFlag("fat_suppression_homogeneity", None, max_ratio, None, none.message)]
+    worst = max(ratios)
+    ok = worst <= max_ratio
+    msg = (f"fat/muscle {worst:.2f} on the fluid-sensitive series"
+           + ("" if ok else f" above {max_ratio:g}: fat suppression failed, unsuppressed fat reads as edema"))
+    if fluid_ratio is not None:
+        msg += f" (fluid/muscle {fluid_ratio:.2f})"
+    flags = [QCFlag("fat_suppression", worst, max_ratio, ok, msg, unit="ratio to muscle", details=details)]
+
+    # Regions: patient right/left x central/peripheral (split at the median distance of fat from the
+    # FOV centre): fat saturation fails off-centre and at the periphery (mr_physics.md section 3).
+    fat_all = subcut | deep
+    centre = np.asarray(fluid.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fluid.GetSize()]))
+    k, j, i = np.nonzero(fat_all)
+    d = np.array(fluid.GetDirection()).reshape(3, 3)
+    phys = np.asarray(fluid.GetOrigin()) + (np.stack([i, j, k], 1) * np.asarray(fluid.GetSpacing())) @ d.T
+    radius = np.linalg.norm(phys - centre, axis=1)
+    outer = radius > np.median(radius) if radius.size else radius.astype(bool)
+    quad = {}
+    for side, xs in (("right", phys[:, 0] < centre[0]), ("left", phys[:, 0] >= centre[0])):
+        for ring, rs in (("central", ~outer), ("peripheral", outer)):
+            sel = xs & rs
+            if sel.sum() >= _MIN_VOXELS:
+                quad[f"{side}_{ring}"] = rician_mean(f[k[sel], j[sel], i[sel]], sigma) / muscle_value
+    if not quad:
+        flags.append(QCFlag("fat_suppression_homogeneity", None, max_ratio, None, "too little fat per region"))
+        return flags
+    name_worst = max(quad, key=quad.get)
+    worst_q, best_q = quad[name_worst], min(quad.values())
+    ok_q = worst_q <= max_ratio
+    msg_q = f"fat/muscle by region {best_q:.2f}-{worst_q:.2f} (worst {name_worst.replace('_', ' ')})"
+    if not ok_q:
+        msg_q += ": suppression failed in part of the field of view" if ok else ": suppression failed"
+    flags.append(QCFlag("fat_suppression_homogeneity", worst_q, max_ratio, ok_q, msg_q, unit="ratio to muscle",
+                        details={"regions": quad}))
+    return flags
+
+
+def coverage_flag(image: sitk.Image, head_centres_mm: Sequence[Sequence[float]], head_radii_mm: Sequence[float],
+                  *, margin_mm: float = COVERAGE_MARGIN_MM) -> QCFlag:
+    """Both femoral heads inside the field of view, from head spheres (e.g. from segmentation).
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        The series whose field of view is checked.
+    head_centres_mm : sequence of (x, y, z)
+        Head-sphere centres in patient coordinates (LPS, mm); two expected.
+    head_radii_mm : sequence of float
+        Their radii (mm).
+    margin_mm : float
+        Required clearance (mm) between each sphere and the FOV boundary.
+
+    Returns
+    -------
+    QCFlag
+        ``value`` = smallest clearance (mm; negative = cut by the boundary).
+    """
+    size = np.asarray(image.GetSize(), float)
+    spacing = np.asarray(image.GetSpacing())
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    clear = []
+    for c, r in zip(head_centres_mm, head_radii_mm):
+        idx = ((np.asarray(c, float) - np.asarray(image.GetOrigin())) @ d) / spacing
+        # FOV boundary = outer voxel faces, at index -0.5 and size - 0.5
+        dist = np.minimum(idx + 0.5, size - 0.5 - idx) * spacing
+        clear.append(float(dist.min() - r))
+    if len(clear) < 2:
+        return QCFlag("coverage", min(clear) if clear else None, margin_mm, False,
+                      f"only {len(clear)} femoral head(s) given: both hips are not covered", unit="mm")
+    worst = min(clear)
+    ok = worst >= margin_mm
+    return QCFlag("coverage", worst, margin_mm, ok,
+                  "both femoral heads inside the field of view" if ok else
+                  f"a femoral head comes within {worst:.1f} mm of (or crosses) the FOV boundary", unit="mm",
+                  details={"clearance_mm": clear, "method": "head spheres"})
+
+
+def body_truncation_flag(image: sitk.Image, body: np.ndarray, *, max_fraction: float = MAX_LATERAL_TRUNCATION) -> QCFlag:
+    """Light coverage check without head positions: is the body cut at the patient's left/right FOV edge?
+
+    Value = the larger, over the two lateral FOV faces, of the fraction of that
+    face's (slice, line) positions within the body's superior-inferior extent
+    where the body reaches the face. A both-hip FOV should include the skin
+    over both trochanters (anatomy.md section 3).
+    """
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    axis_xyz = int(np.argmax(np.abs(d[0])))  # image axis closest to patient x (left-right)
+    axis = 2 - axis_xyz  # numpy axis ([slice, row, column])
+    if axis == 0 and body.shape[0] < 8:
+        return QCFlag("coverage", None, max_fraction, None, "coverage not assessable: left-right is the slice axis")
+    first = np.take(body, 0, axis=axis)
+    last = np.take(body, body.shape[axis] - 1, axis=axis)
+    extent = np.any(body, axis=axis)  # positions on the face the body spans at all
+    if not extent.any():
+        return QCFlag("coverage", None, max_fraction, None, "coverage not assessable: empty body mask")
+    fr = [float(first[extent].mean()), float(last[extent].mean())]
+    # which face is the patient's right (negative x)?
+    right_first = d[0, axis_xyz] > 0
+    sides = {"right": fr[0] if right_first else fr[1], "left": fr[1] if right_first else fr[0]}
+    worst_side = max(sides, key=sides.get)
+    worst = sides[worst_side]
+    ok = worst <= max_fraction
+    return QCFlag("coverage", worst, max_fraction, ok,
+                  "body inside the field of view laterally" if ok else
+                  f"body cut at the patient's {worst_side} FOV edge ({worst:.0%} of it): "
+                  f"the {worst_side} hip may be outside the field of view",
+                  unit="fraction", details={"truncated_fraction": sides, "method": "lateral body truncation"})
+
+
+def ghosting_flag(image: sitk.Image, body: np.ndarray, muscle: np.ndarray, *,
+                  max_fraction: float = MAX_GHOST_FRACTION, gap_mm: float = 20.0) -> QCFlag:
+    """Ghosting estimate: background signal above the Rayleigh noise floor (see the module docstring).
+
+    ``gap_mm`` of background next to the body is skipped (blurring, and nulled
+    fat that a fluid-only body mask misses); ghosts spread over the whole
+    phase-encoding line, so they are still seen beyond it.
+    """
+    a = sitk.GetArrayViewFromImage(image)
+    sigma = noise_sigma_local(a, muscle, image.GetSpacing()[:2])
+    muscle_value = rician_mean(a[muscle], sigma)
+    gap_voxels = max(1, int(round(gap_mm / min(image.GetSpacing()[:2]))))
+    near = np.stack([ndimage.distance_transform_edt(~b) <= gap_voxels if b.any() else b for b in body])
+    excess = {}
+    for axis, label in ((1, "rows"), (2, "columns")):
+        # background voxels beside the body along this axis (where its ghosts land) vs elsewhere
+        span = np.any(body, axis=axis, keepdims=True)
+        band = ~near & np.broadcast_to(span, body.shape)
+        if band.sum() >= _MIN_VOXELS:
+            excess[label] = (float(a[band].mean()) - sigma * np.sqrt(np.pi / 2)) / muscle_value
+    if not excess or not np.isfinite(sigma):
+        return QCFlag("ghosting", None, max_fraction, None, "ghosting not assessable: no background beside the body")
+    worst_axis = max(excess, key=excess.get)
+    worst = max(excess[worst_axis], 0.0)
+    ok = worst <= max_fraction
+    return QCFlag("ghosting", worst, max_fraction, ok,
+                  f"background {worst:.1%} of muscle signal above the noise floor"
+                  + ("" if ok else f" along the image {worst_axis}: motion or pulsation ghosts"),
+                  unit="fraction of muscle", details={"excess_by_axis": excess})
+
+
+def assess_quality(
+    fluid: sitk.Image,
+    t1: Optional[sitk.Image] = None,
+    *,
+    body: Optional[sitk.Image] = None,
+    muscle: Optional[np.ndarray] = None,
+    head_centres_mm: Optional[Sequence[Sequence[float]]] = None,
+    head_radii_mm: Optional[Sequence[float]] = None,
+) -> QualityReport:
+    """Run every input check on a fluid-sensitive series (and T1 on its grid).
+
+    Parameters
+    ----------
+    fluid : SimpleITK.Image
+        Fluid-sensitive series (bias correction not needed for these checks).
+    t1 : SimpleITK.Image, optional
+        T1 series resampled on the fluid-sensitive grid.
+    body : SimpleITK.Image, optional
+        Body mask on that grid; default from ``t1`` (else ``fluid``).
+    muscle : ndarray of bool, optional
+        Reference muscle voxels; default :func:`find_reference_tissue`.
+    head_centres_mm, head_radii_mm : optional
+        Femoral-head spheres (LPS, mm) for the exact coverage check.
+
+    Returns
+    -------
+    QualityReport
+        Flags ``snr_fluid``, ``snr_t1`` (with T1), ``fat_suppression``,
+        ``fat_suppression_homogeneity``, ``coverage``, ``ghosting``.
+    """
+    if body is None:
+        body = body_mask(t1 if t1 is not None else fluid)
+    body_arr = sitk.GetArrayFromImage(body) > 0
+    if muscle is None:
+        muscle, _ = find_reference_tissue(fluid, t1, body)
+    flags = [snr_flag(fluid, muscle, body_arr, "snr_fluid")]
+    if t1 is not None:
+        flags.append(snr_flag(t1, muscle, body_arr, "snr_t1"))
+    flags += fat_suppression_flags(fluid, t1, body_arr, muscle)
+    if head_centres_mm is not None and head_radii_mm is not None:
+        flags.append(coverage_flag(fluid, head_centres_mm, head_radii_mm))
+    else:
+        flags.append(body_truncation_flag(fluid, body_arr))
+    flags.append(ghosting_flag(fluid, body_arr, muscle))
+    return QualityReport(flags)
