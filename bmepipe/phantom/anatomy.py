@@ -458,7 +458,7 @@ class HipModel:
         X, m = self.x, self.mid_u
         lt = X + 30 * self.s + np.array([-14.0, 10.0, 0.0])
         return [
-            ("ellipsoid", ((30, 22, 62), (30, 38, 50)), MUSCLE),  # gluteus medius/minimus
+            ("ellipsoid", ((30, 22, 62), (30, 38, 50)), GLUTEAL),  # gluteus medius/minimus (SNR reference)
             ("capsule", ((-25, -10, 150), (-8, -38, 10), 22.0), MUSCLE),  # iliopsoas
             ("capsule", ((-8, -38, 10), lt, 14.0), MUSCLE),
             ("ellipsoid", ((-37, 12, -12), (9, 28, 28)), MUSCLE),  # obturator internus

@@ -17,7 +17,8 @@ How a series is made (fast enough for a 512 x 512 x 30 two-series study on one c
    inverse transform is taken in magnitude (Rician statistics), as scanners
    interpolate to the display matrix.
 
-SNR definition: ``snr = mean(B x S) over voxels that are entirely gluteus maximus /
+SNR definition: ``snr = mean(B x S) over voxels that are entirely gluteal muscle (maximus,
+medius, minimus) /
 sigma``, with ``sigma`` the standard deviation of the real (and of the imaginary)
 noise per displayed pixel. Gluteal muscle is intermediate on every sequence and
 sits in homogeneous tissue, so the same definition holds for STIR, T1 and FS.
@@ -295,7 +296,7 @@ class Rendered:
     fat: list
     labels: dict
     edema_fraction: np.ndarray | None
-    reference: np.ndarray  # voxels entirely gluteus maximus (SNR reference)
+    reference: np.ndarray  # voxels entirely gluteal muscle (SNR reference)
 
 
 def _code_luts(signal_vectors):

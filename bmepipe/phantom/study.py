@@ -150,7 +150,7 @@ class SyntheticStudy:
     fat_sat_map: np.ndarray | None
     truth: dict
     study_info: StudyInfo
-    reference_mask: np.ndarray = None  # voxels entirely gluteus maximus (SNR reference)
+    reference_mask: np.ndarray = None  # voxels entirely gluteal muscle (SNR reference)
 
     @property
     def fluid(self) -> SimulatedSeries:
@@ -419,7 +419,7 @@ def _truth(study: SyntheticStudy, scene: Scene, props) -> dict:
             "echo_train_length": p.echo_train_length, "slice_thickness_mm": p.slice_thickness_mm,
             "size": list(s.geometry.size), "spacing_mm": list(s.geometry.spacing_mm),
             "origin_lps_mm": list(s.geometry.origin_lps_mm), "direction": list(s.geometry.direction),
-            "snr": s.snr, "noise_sigma": s.noise_sigma, "snr_reference": "gluteus maximus (voxels entirely muscle)",
+            "snr": s.snr, "noise_sigma": s.noise_sigma, "snr_reference": "gluteal muscles (voxels entirely muscle)",
         })
     acq_d = acq.to_dict()
     acq_d.update(seed=spec.seed, noise_seed=acq.noise_seed if acq.noise_seed is not None else spec.seed, series=series,
