@@ -46,11 +46,18 @@ def _side(sign: float, label: str, bme_ml: float) -> dict:
     }
 
 
+def _nulls(obj):
+    """The same structure with every leaf value null (what a failed side reports)."""
+    if isinstance(obj, dict):
+        return {k: _nulls(v) if isinstance(v, dict) else None for k, v in obj.items()}
+    return None
+
+
 def make_report() -> dict:
     """A report with every contract field (right TOH-like with BME, left failed)."""
-    left = _side(1.0, "indeterminate", 0.0)
+    left = _nulls(_side(1.0, "indeterminate", 0.0))
     left.update(status="failed", reason="no femoral head inside the field of view")
-    left["pattern"].update(score=None, confidence=None, evidence=[])
+    left["pattern"].update(label="indeterminate", evidence=[])
     return copy.deepcopy({
         "schema_version": "1.0.0",
         "software": {"name": "bmepipe", "version": "0.1.0"},

@@ -151,11 +151,12 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
     height_mm, width_mm = rows * spacing[1], cols * spacing[2]
     panel_w = 4.8
     panel_h = panel_w * height_mm / width_mm
-    fig = MplFigure(figsize=(panel_w * len(panels), panel_h + 1.1), dpi=100)
+    bottom = 0.7  # inches below the images for the legend and the title line
+    fig = MplFigure(figsize=(panel_w * len(panels), panel_h + bottom), dpi=100)
     FigureCanvasAgg(fig)
     extent = (0.0, width_mm, height_mm, 0.0)
     for p, (name, volume, window) in enumerate(panels):
-        ax = fig.add_axes((p / len(panels), 1.1 / (panel_h + 1.1), 1.0 / len(panels), panel_h / (panel_h + 1.1)))
+        ax = fig.add_axes((p / len(panels), bottom / (panel_h + bottom), 1.0 / len(panels), panel_h / (panel_h + bottom)))
         ax.imshow(volume[index], cmap="gray", vmin=window[0], vmax=window[1], extent=extent,
                   interpolation="nearest", aspect="equal")
         for structure in OVERLAY_STRUCTURES:
@@ -178,8 +179,8 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
         ax.text(0.02, 0.98, name, ha="left", va="top", color="yellow", fontsize=9, transform=ax.transAxes)
     handles = [Line2D([], [], color=STRUCTURE_COLORS[s], linewidth=2) for s in OVERLAY_STRUCTURES]
     fig.legend(handles, [s.replace("_", " ") for s in OVERLAY_STRUCTURES], loc="lower center",
-               ncol=len(OVERLAY_STRUCTURES), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.3 / (panel_h + 1.1)))
-    fig.text(0.5, 0.02, title + "  |  radiological convention: patient right on image left",
+               ncol=len(OVERLAY_STRUCTURES), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.25 / (panel_h + bottom)))
+    fig.text(0.5, 0.05 / (panel_h + bottom), title + "  |  radiological convention: patient right on image left",
              ha="center", va="bottom", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor="white", metadata={"Software": None})

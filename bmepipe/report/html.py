@@ -45,12 +45,17 @@ figcaption{color:#444;font-size:12px}pre{background:#f7f7f7;padding:8px;overflow
 
 
 def format_value(value: Any, unit: str | None = None, digits: int = 1) -> str:
-    """Display text of a report value: ``"n/a"`` for null, yes/no for booleans, rounded numbers."""
+    """Display text of a report value: ``"n/a"`` for null, yes/no for booleans, rounded numbers.
+
+    ``digits`` decimals for floats; negative: up to 3 decimals without trailing zeros.
+    """
     if value is None:
         return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (int, float)):
+    if isinstance(value, float) and digits < 0:  # shortest: up to 3 decimals, no trailing zeros
+        text = f"{value:.3f}".rstrip("0").rstrip(".")
+    elif isinstance(value, (int, float)):
         text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
     elif isinstance(value, (list, tuple)):
         text = "(" + ", ".join(format_value(v, None, digits) for v in value) + ")"
@@ -107,7 +112,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], flagged: Seque
     for i, row in enumerate(rows):
         cls = ' class="flagged"' if flagged is not None and flagged[i] else ""
         cells = "".join(
-            f'<td class="num">{escape(format_value(v, None, 3))}</td>' if isinstance(v, (int, float))
+            f'<td class="num">{escape(format_value(v, None, -1))}</td>' if isinstance(v, (int, float))
             and not isinstance(v, bool) else f"<td>{escape(format_value(v))}</td>" for v in row
         )
         body.append(f"<tr{cls}>{cells}</tr>")
@@ -178,8 +183,7 @@ def render_html(report: Mapping, figures: Sequence[Figure] = ()) -> str:
         f"<title>bmepipe report {escape(str(study.get('pseudonym', '')))}</title>",
         f"<style>{_CSS}</style></head><body>",
         "<header><h1>bmepipe hip MRI report: bone marrow edema evidence</h1>",
-        f'<p class="disclaimer" id="disclaimer"><strong>Research use only, not a diagnosis.</strong> '
-        f"{escape(disclaimer)}</p>",
+        f'<p class="disclaimer" id="disclaimer"><strong>{escape(disclaimer)}</strong></p>',
         f'<p class="meta">Study {escape(str(study.get("pseudonym", "n/a")))}; '
         f"sex {escape(format_value(study.get('patient_sex')))}, age {escape(format_value(study.get('patient_age_years'), 'y', 0))}; "
         f"{escape(str(software.get('name', 'bmepipe')))} {escape(str(software.get('version', '')))}; "
