@@ -115,3 +115,65 @@ def series(grid: sitk.Image, which: str, *, transform: sitk.Transform | None = N
     img = sitk.GetImageFromArray(s.astype(np.float32))
     img.CopyInformation(grid)
     return img
+
+
+# --------------------------------------------------------------------------- bmepipe.phantom helpers
+def phantom_image(series) -> sitk.Image:
+    """A phantom SimulatedSeries as a SimpleITK image (LPS geometry from the phantom)."""
+    g = series.geometry
+    img = sitk.GetImageFromArray(np.asarray(series.signal, dtype=np.float32))
+    img.SetSpacing([float(v) for v in g.spacing_mm])
+    img.SetOrigin([float(v) for v in g.origin_lps_mm])
+    img.SetDirection([float(v) for v in g.direction])
+    return img
+
+
+def phantom_tissue_masks(study) -> dict:
+    """Voxels entirely of one tissue (and the body: >= half non-air) on the phantom's fluid grid.
+
+    Rendered by the phantom itself with indicator "signals" (1 for the tissue's compartments, 0 for
+    the rest), so the masks come from the anatomy, not from any image analysis.
+    """
+    from bmepipe.phantom.simulate import render
+    from bmepipe.phantom.study import build_scene
+    from bmepipe.phantom.tissues import COMPARTMENTS
+
+    def vec(names):
+        w = np.array([1.0 if c in names else 0.0 for c in COMPARTMENTS], np.float32)
+        return w, w.copy()
+
+    tissues = {
+        "body": [c for c in COMPARTMENTS if c != "air"],
+        "muscle": ["muscle"],
+        "fat": ["fat"],
+        "urine": ["urine"],
+        "marrow": ["marrow_fat", "marrow_water", "edema"],
+    }
+    spec = study.spec
+    r = render(build_scene(spec), study.geometry, spec.acquisition.slice_thickness_mm,
+               [vec(n) for n in tissues.values()], supersample=spec.acquisition.supersample, truth=False)
+    out = {}
+    for i, name in enumerate(tissues):
+        # marrow is rendered as water + fat parts (each tissue's indicator sums to its fraction)
+        frac = r.water[i] + r.fat[i] if name == "marrow" else r.water[i]
+        out[name] = frac >= (0.5 if name == "body" else 0.999)
+    return out
+
+
+def phantom_signal_ratios(study, series_name: str) -> dict:
+    """Noise-free signal of muscle, fat and urine / muscle in one phantom series, from its own
+    signal equations (bmepipe.phantom.tissues) and protocol: the physical truth of standardization."""
+    from bmepipe.phantom.tissues import COMPARTMENTS, compartment_signals, sample_tissue_properties
+
+    spec = study.spec
+    acq = spec.acquisition
+    # same draw as generate_study: SeedSequence([seed, 11]).spawn(2)[0] drives the tissue properties
+    rng_props = np.random.default_rng(np.random.SeedSequence([spec.seed, 11]).spawn(2)[0])
+    props = sample_tissue_properties(acq.field_strength_t, rng_props)
+    p = study.get(series_name).protocol
+    water, fat = compartment_signals(props, p.kind, p.repetition_time_ms, p.echo_time_ms, p.inversion_time_ms)
+    total = {c: float(water[i] + fat[i]) for i, c in enumerate(COMPARTMENTS)}
+    if p.kind.endswith("_fs"):
+        eta = acq.fat_sat_efficiency  # at the isocentre; the test phantoms have no fall-off
+        total["fat"] = float(water[COMPARTMENTS.index("fat")] + (1 - eta) * fat[COMPARTMENTS.index("fat")])
+    return {t: total[t] / total["muscle"] for t in ("muscle", "fat", "urine")}

@@ -18,10 +18,10 @@ from .qc import (
     QCFlag,
     QualityReport,
     assess_quality,
-    body_truncation_flag,
     coverage_flag,
     fat_suppression_flags,
     ghosting_flag,
+    lateral_coverage_flag,
     snr_flag,
 )
 from .standardize import Standardized, find_reference_tissue, standardize
@@ -40,10 +40,10 @@ __all__ = [
     "QCFlag",
     "QualityReport",
     "assess_quality",
-    "body_truncation_flag",
     "coverage_flag",
     "fat_suppression_flags",
     "ghosting_flag",
+    "lateral_coverage_flag",
     "snr_flag",
     "Standardized",
     "find_reference_tissue",

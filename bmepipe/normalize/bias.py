@@ -8,14 +8,14 @@ usual correction is N4 (Tustison et al., IEEE Trans Med Imaging
 
 Why ``method="n4_coarse"`` (the default) is fast and still accurate: ``B`` is
 smooth on the scale of centimetres, so N4 does not need fine voxels to see it.
-We run N4 on a copy block-averaged to about ``coarse_spacing_mm`` in-plane
-(30 x 32 x 32 voxels for a 30 x 512 x 512 series instead of the baseline's
-30 x 128 x 128), inside a body mask instead of Otsu's (background noise carries
-no bias information), with three fitting levels (the fourth level's 32-span
-B-spline models detail that is anatomy, not coil shading), and evaluate the
-log field on the coarse grid and interpolate it linearly to the full grid
-(< 0.5 % from evaluating the B-spline at every voxel, at a third of the
-cost). ``benchmarks/bench_bias.py`` prints the time / residual-bias trade-off
+We run N4 on a copy subsampled to about ``coarse_spacing_mm`` in-plane and
+``coarse_slice_mm`` across slices (15 x 64 x 64 voxels for a 30 x 512 x 512
+series with 4.4 mm slices, instead of the baseline's 30 x 128 x 128;
+subsampled, not averaged, so tissue intensities stay pure),
+inside a body mask found on that coarse copy (background noise carries no
+bias information), with three fitting levels (the fourth level's finer
+B-spline starts to model anatomy, not coil shading), and evaluate the log
+field on the coarse grid and interpolate it linearly to the full grid. ``benchmarks/bench_bias.py`` prints the time / residual-bias trade-off
 against the baseline ``method="n4_baseline"`` (N4 defaults, Otsu mask, image
 shrunk by 4 in-plane, field evaluated at full resolution).
 """
@@ -35,18 +35,21 @@ __all__ = ["correct_bias", "body_mask", "BIAS_METHODS"]
 BIAS_METHODS = ("n4_coarse", "n4_baseline", "none")
 
 #: In-plane voxel size (mm) of the grid N4 runs on with ``method="n4_coarse"``.
-COARSE_SPACING_MM = 10.0
+COARSE_SPACING_MM = 6.0
+#: Through-plane spacing (mm) of that grid (slices are subsampled only if at least 8 remain).
+COARSE_SLICE_MM = 8.0
 #: B-spline fitting levels and iterations per level of ``n4_coarse``.
 COARSE_ITERATIONS = (50, 50, 50)
 
 
-def _shrink_factors(image: sitk.Image, target_mm: float) -> list[int]:
-    # Shrink in-plane only: slices are already thick (3-5 mm) and few.
-    sx, sy, _ = image.GetSpacing()
-    nx, ny, _ = image.GetSize()
-    return [
-        int(max(1, min(n // 4, round(target_mm / s)))) for s, n in ((sx, nx), (sy, ny))
-    ] + [1]
+def _shrink_factors(image: sitk.Image, target_mm: float, target_slice_mm: Optional[float] = None) -> list[int]:
+    """Integer shrink factors giving ~``target_mm`` in-plane (and ~``target_slice_mm`` across slices)."""
+    sx, sy, sz = image.GetSpacing()
+    nx, ny, nz = image.GetSize()
+    f = [int(max(1, min(n // 4, round(target_mm / s)))) for s, n in ((sx, nx), (sy, ny))]
+    # Slices are already thick (3-5 mm) and few: shrink them only when asked, keeping >= 8.
+    fz = 1 if target_slice_mm is None else int(max(1, min(nz // 8, round(target_slice_mm / sz))))
+    return f + [fz]
 
 
 def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
@@ -103,18 +106,13 @@ def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
     return sitk.Resample(small_mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8, True)
 
 
-def _normalize_log_field(log_field: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    # The field's scale is arbitrary (N4 fits it up to a constant): make its geometric
-    # mean inside the body 1 so corrected intensities stay in the input's range.
-    return log_field - float(log_field[mask].mean())
-
-
 def correct_bias(
     image: sitk.Image,
     mask: Optional[sitk.Image] = None,
     *,
     method: str = "n4_coarse",
     coarse_spacing_mm: float = COARSE_SPACING_MM,
+    coarse_slice_mm: float = COARSE_SLICE_MM,
     iterations: tuple[int, ...] = COARSE_ITERATIONS,
 ) -> tuple[sitk.Image, sitk.Image]:
     """Remove the smooth multiplicative receive-coil field.
@@ -132,8 +130,9 @@ def correct_bias(
         docstring). ``n4_baseline``: N4 at its default settings on the image
         shrunk by 4 in-plane, field evaluated at full resolution (the
         reference of the benchmark). ``none``: unit field.
-    coarse_spacing_mm : float
-        In-plane voxel size (mm) N4 works on with ``n4_coarse``.
+    coarse_spacing_mm, coarse_slice_mm : float
+        In-plane and through-plane voxel size (mm) N4 works on with
+        ``n4_coarse``.
     iterations : tuple of int
         Maximum iterations per B-spline fitting level (``n4_coarse``); the
         tuple's length is the number of levels.
@@ -143,8 +142,9 @@ def correct_bias(
     corrected : SimpleITK.Image
         ``image / field`` as ``sitkFloat32`` on the input's grid.
     field : SimpleITK.Image
-        The estimated field ``B`` (``sitkFloat32``, geometric mean 1 inside the
-        mask) on the input's grid.
+        The estimated field ``B`` (``sitkFloat32``) on the input's grid,
+        scaled to geometric mean 1 over the mask (with ``n4_coarse``: over the
+        mask as sampled on the coarse grid, so within ~1 %).
     """
     if method not in BIAS_METHODS:
         raise ConfigError(f"unknown bias method {method!r}; expected one of {', '.join(BIAS_METHODS)}")
@@ -163,30 +163,25 @@ def correct_bias(
         n4 = sitk.N4BiasFieldCorrectionImageFilter()  # defaults: 4 levels x 50 iterations
         n4.Execute(sitk.Shrink(image, factors), sitk.Shrink(sitk.Cast(mask > 0, sitk.sitkUInt8), factors))
         log_field = n4.GetLogBiasFieldAsImage(image)
+        offset = float(sitk.GetArrayViewFromImage(log_field)[sitk.GetArrayViewFromImage(mask) > 0].mean())
     else:
-        if mask is None:
-            mask = body_mask(image)
-        mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
-        factors = _shrink_factors(image, coarse_spacing_mm)
-        small = sitk.BinShrink(image, factors)
-        # A coarse voxel joins the fit if most of it lies in the body (no background partial volume).
-        small_mask = sitk.Cast(sitk.BinShrink(sitk.Cast(mask, sitk.sitkFloat32), factors) > 0.5, sitk.sitkUInt8)
-        if not sitk.GetArrayViewFromImage(small_mask).any():
+        factors = _shrink_factors(image, coarse_spacing_mm, coarse_slice_mm)
+        # Subsample, do not average: averaging mixes tissues into partial-volume values that blur
+        # the histogram peaks N4 sharpens (residual bias ~25 % higher on phantoms at 6 mm).
+        small = sitk.Shrink(image, factors)
+        small_mask = body_mask(small) if mask is None else sitk.Shrink(sitk.Cast(mask > 0, sitk.sitkUInt8), factors)
+        small_mask_arr = sitk.GetArrayViewFromImage(small_mask) > 0
+        if not small_mask_arr.any():
             raise InputError("bias correction: the mask is empty on the coarse grid")
         n4 = sitk.N4BiasFieldCorrectionImageFilter()
         n4.SetMaximumNumberOfIterations([int(i) for i in iterations])
         n4.Execute(small, small_mask)
-        log_field = n4.GetLogBiasFieldAsImage(image)
-
-    log_arr = sitk.GetArrayFromImage(log_field).astype(np.float32)
-    mask_arr = sitk.GetArrayViewFromImage(mask) > 0
-    if not mask_arr.any():
-        mask_arr = np.ones(log_arr.shape, bool)
-    log_arr = _normalize_log_field(log_arr, mask_arr)
-    field_arr = np.exp(log_arr)
-    corrected_arr = sitk.GetArrayViewFromImage(image) / field_arr
-    field = sitk.GetImageFromArray(field_arr)
-    field.CopyInformation(image)
-    corrected = sitk.GetImageFromArray(corrected_arr.astype(np.float32))
-    corrected.CopyInformation(image)
-    return corrected, field
+        small_log = n4.GetLogBiasFieldAsImage(small)
+        offset = float(sitk.GetArrayViewFromImage(small_log)[small_mask_arr].mean())
+        # Linear interpolation of the smooth coarse log field costs a third of evaluating the B-spline
+        # at every voxel and differs from it by < 0.5 %.
+        log_field = sitk.Resample(small_log, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
+    # N4 fits the field up to a constant: make its geometric mean over the mask 1 so that corrected
+    # intensities stay in the input's range.
+    field = sitk.Exp(log_field - offset)
+    return image / field, field

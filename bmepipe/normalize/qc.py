@@ -21,13 +21,16 @@ that the report carries; :func:`assess_quality` runs them all.
 * ``fat_suppression_homogeneity``: the same ratio per region of the fat
   (patient right/left x central/peripheral, split at the median distance
   from the FOV centre: fat saturation fails off-centre and at the periphery,
-  mr_physics.md section 3); fails when any region exceeds the threshold:
+  mr_physics.md section 3); fails when any region exceeds
+  ``FAT_SAT_MAX_RATIO`` or regions differ by more than ``FAT_SAT_MAX_SPREAD``:
   value = the worst region.
 * ``coverage``: both femoral heads inside the field of view. With head
   centres/radii (from segmentation) it is exact: the smallest distance (mm)
   from a head sphere to the FOV boundary must be >= ``COVERAGE_MARGIN_MM``.
-  Without them a light check: the fraction of the body outline that lies on
-  the lateral (patient left/right) FOV boundary, where a cropped hip is cut.
+  Without them a light check: the left-right midline by mirror symmetry and
+  heads expected ``EXPECTED_HEAD_OFFSET_MM`` to each side of it
+  (:func:`lateral_coverage_flag`). The body touching the FOV edge is not
+  used: in large patients it does while both hips are well inside.
 * ``ghosting``: motion and pulsation ghosts replicate the body along the
   phase-encoding direction into the background. Value = mean background
   signal in excess of the Rayleigh noise floor (1.253 sigma,
@@ -55,7 +58,7 @@ __all__ = [
     "snr_flag",
     "fat_suppression_flags",
     "coverage_flag",
-    "body_truncation_flag",
+    "lateral_coverage_flag",
     "ghosting_flag",
 ]
 
@@ -63,14 +66,19 @@ __all__ = [
 MIN_SNR = 8.0
 #: Largest acceptable fat / muscle signal ratio on a fluid-sensitive series [approx, see module docstring].
 FAT_SAT_MAX_RATIO = 1.0
+#: Largest acceptable difference of fat/muscle between fat regions (muscle units) [approx]: working
+#: suppression varies by < 0.1; a region at +0.3 leaks enough fat to mimic mild edema.
+FAT_SAT_MAX_SPREAD = 0.3
 #: Depth (mm) below the skin treated as subcutaneous.
 SUBCUTANEOUS_DEPTH_MM = 25.0
 #: T1 fat level: voxels brighter than this fraction of the 95th T1 percentile in the body are fat.
 T1_FAT_FRACTION = 0.7
 #: Smallest distance (mm) a femoral head sphere must keep from the FOV boundary.
 COVERAGE_MARGIN_MM = 0.0
-#: Largest fraction of the lateral FOV boundary the body may touch before coverage is flagged [approx].
-MAX_LATERAL_TRUNCATION = 0.10
+#: Expected distance (mm) of each femoral-head centre from the midline: half of 140-200 mm (anatomy.md) [approx].
+EXPECTED_HEAD_OFFSET_MM = 85.0
+#: Expected femoral-head radius (mm): 21-28 mm in adults (anatomy.md) [approx].
+EXPECTED_HEAD_RADIUS_MM = 25.0
 #: Largest background excess over the noise floor, as a fraction of muscle signal [approx].
 MAX_GHOST_FRACTION = 0.02
 _MIN_VOXELS = 200
@@ -218,10 +226,11 @@ def fat_suppression_flags(
         return flags
     name_worst = max(quad, key=quad.get)
     worst_q, best_q = quad[name_worst], min(quad.values())
-    ok_q = worst_q <= max_ratio
+    ok_q = worst_q <= max_ratio and worst_q - best_q <= FAT_SAT_MAX_SPREAD
     msg_q = f"fat/muscle by region {best_q:.2f}-{worst_q:.2f} (worst {name_worst.replace('_', ' ')})"
     if not ok_q:
-        msg_q += ": suppression failed in part of the field of view" if ok else ": suppression failed"
+        msg_q += (": suppression failed" if worst_q > max_ratio else ": suppression uneven") + (
+            " in part of the field of view" if ok else "")
     flags.append(QCFlag("fat_suppression_homogeneity", worst_q, max_ratio, ok_q, msg_q, unit="ratio to muscle",
                         details={"regions": quad}))
     return flags
@@ -267,36 +276,78 @@ def coverage_flag(image: sitk.Image, head_centres_mm: Sequence[Sequence[float]],
                   details={"clearance_mm": clear, "method": "head spheres"})
 
 
-def body_truncation_flag(image: sitk.Image, body: np.ndarray, *, max_fraction: float = MAX_LATERAL_TRUNCATION) -> QCFlag:
-    """Light coverage check without head positions: is the body cut at the patient's left/right FOV edge?
+def _midline_x_mm(image: sitk.Image, array: np.ndarray) -> Optional[float]:
+    """Patient x (mm) of the left-right symmetry plane, by mirror correlation of a projection.
 
-    Value = the larger, over the two lateral FOV faces, of the fraction of that
-    face's (slice, line) positions within the body's superior-inferior extent
-    where the body reaches the face. A both-hip FOV should include the skin
-    over both trochanters (anatomy.md section 3).
+    The pelvis is nearly left-right symmetric: the image, averaged over its
+    slices, best matches its own mirror image about the midline. Works while
+    at least 40 % of the width overlaps its mirror, so a cropped side still
+    gives the midline.
     """
     d = np.array(image.GetDirection()).reshape(3, 3)
-    axis_xyz = int(np.argmax(np.abs(d[0])))  # image axis closest to patient x (left-right)
-    axis = 2 - axis_xyz  # numpy axis ([slice, row, column])
-    if axis == 0 and body.shape[0] < 8:
-        return QCFlag("coverage", None, max_fraction, None, "coverage not assessable: left-right is the slice axis")
-    first = np.take(body, 0, axis=axis)
-    last = np.take(body, body.shape[axis] - 1, axis=axis)
-    extent = np.any(body, axis=axis)  # positions on the face the body spans at all
-    if not extent.any():
-        return QCFlag("coverage", None, max_fraction, None, "coverage not assessable: empty body mask")
-    fr = [float(first[extent].mean()), float(last[extent].mean())]
-    # which face is the patient's right (negative x)?
-    right_first = d[0, axis_xyz] > 0
-    sides = {"right": fr[0] if right_first else fr[1], "left": fr[1] if right_first else fr[0]}
-    worst_side = max(sides, key=sides.get)
-    worst = sides[worst_side]
-    ok = worst <= max_fraction
-    return QCFlag("coverage", worst, max_fraction, ok,
-                  "body inside the field of view laterally" if ok else
-                  f"body cut at the patient's {worst_side} FOV edge ({worst:.0%} of it): "
-                  f"the {worst_side} hip may be outside the field of view",
-                  unit="fraction", details={"truncated_fraction": sides, "method": "lateral body truncation"})
+    axis_xyz = int(np.argmax(np.abs(d[0])))  # image axis closest to patient left-right
+    if axis_xyz == 2:
+        return None  # sagittal slices: left-right is the slice axis
+    proj = array.mean(axis=0)  # [row, column]
+    prof = proj if axis_xyz == 0 else proj.T  # x along the last axis
+    step = max(1, int(round(2.0 / image.GetSpacing()[axis_xyz])))  # ~2 mm columns are plenty
+    n_full = prof.shape[1]
+    prof = prof[:, : n_full - n_full % step].reshape(prof.shape[0], -1, step).mean(axis=2)
+    n = prof.shape[1]
+    mirror = prof[:, ::-1]
+    best, best_s = -np.inf, None
+    for shift in range(-n + 1, n):  # prof[:, i] ~ mirror[:, i + shift] <=> symmetric about i0 = (n - 1 - shift) / 2
+        lo, hi = max(0, -shift), min(n, n - shift)
+        if hi - lo < 0.4 * n:
+            continue
+        a, b = prof[:, lo:hi].ravel(), mirror[:, lo + shift : hi + shift].ravel()
+        r = np.corrcoef(a, b)[0, 1]
+        if r > best:
+            best, best_s = r, shift
+    if best_s is None or not np.isfinite(best):
+        return None
+    i0 = ((n - 1 - best_s) / 2 + 0.5) * step - 0.5  # back to full-resolution column index
+    index = [(sz - 1) / 2 for sz in image.GetSize()]
+    index[axis_xyz] = i0
+    return float(image.TransformContinuousIndexToPhysicalPoint(index)[0])
+
+
+def lateral_coverage_flag(image: sitk.Image, *, head_offset_mm: float = EXPECTED_HEAD_OFFSET_MM,
+                          head_radius_mm: float = EXPECTED_HEAD_RADIUS_MM,
+                          margin_mm: float = COVERAGE_MARGIN_MM) -> QCFlag:
+    """Light coverage check without head positions: do the expected femoral heads fit laterally?
+
+    The midline is found by mirror symmetry (:func:`_midline_x_mm`); the heads
+    are expected ``head_offset_mm`` to each side of it (half the head-centre
+    distance, 140-200 mm in adults, anatomy.md section 3 [approx]) with radius
+    ``head_radius_mm``. Value = the smaller clearance (mm) between those
+    spheres and the patient-left/right FOV boundary; negative = a head is
+    (partly) outside. Superior-inferior and anterior-posterior coverage need
+    the real head positions: use :func:`coverage_flag` once they are known.
+    """
+    arr = sitk.GetArrayViewFromImage(image)
+    x0 = _midline_x_mm(image, arr)
+    if x0 is None:
+        return QCFlag("coverage", None, margin_mm, None, "coverage not assessable: left-right is the slice axis")
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    axis_xyz = int(np.argmax(np.abs(d[0])))
+    index = [(sz - 1) / 2 for sz in image.GetSize()]
+    edges = []
+    for edge in (-0.5, image.GetSize()[axis_xyz] - 0.5):
+        index[axis_xyz] = edge
+        edges.append(image.TransformContinuousIndexToPhysicalPoint(index)[0])
+    x_lo, x_hi = min(edges), max(edges)
+    reach = head_offset_mm + head_radius_mm
+    clear = {"right": (x0 - reach) - x_lo, "left": x_hi - (x0 + reach)}
+    side = min(clear, key=clear.get)
+    worst = clear[side]
+    ok = worst >= margin_mm
+    return QCFlag("coverage", worst, margin_mm, ok,
+                  "both expected femoral-head positions inside the field of view laterally" if ok else
+                  f"the patient's {side} femoral head is expected {-worst:.0f} mm beyond the FOV edge"
+                  if worst < 0 else f"the patient's {side} femoral head is expected within {worst:.0f} mm of the FOV edge",
+                  unit="mm", details={"midline_x_mm": x0, "clearance_mm": clear,
+                                      "method": "mirror-symmetry midline + expected head offset"})
 
 
 def ghosting_flag(image: sitk.Image, body: np.ndarray, muscle: np.ndarray, *,
@@ -372,6 +423,6 @@ def assess_quality(
     if head_centres_mm is not None and head_radii_mm is not None:
         flags.append(coverage_flag(fluid, head_centres_mm, head_radii_mm))
     else:
-        flags.append(body_truncation_flag(fluid, body_arr))
+        flags.append(lateral_coverage_flag(t1 if t1 is not None else fluid))
     flags.append(ghosting_flag(fluid, body_arr, muscle))
     return QualityReport(flags)
