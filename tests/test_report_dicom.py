@@ -178,7 +178,8 @@ def test_sr_reads_back_with_measurements_and_segment_references(sr_file, source)
     assert _values(pattern)[("PATSCORE", "99BMEPIPE")] == (side["pattern"]["score"], "1")
     assert pattern.get_qualitative_evaluations()[0].value.value == "TOH_LIKE"
     # evidence: the source series and the SEG
-    evidence = {item.SeriesInstanceUID for item in sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
+    evidence_series = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+    evidence = {item.SeriesInstanceUID for item in evidence_series}
     assert evidence == {source[0].SeriesInstanceUID, seg.SeriesInstanceUID}
 
 

@@ -7,10 +7,13 @@ Output layout of one analysis (stable; users' scripts and the cohort tools read 
     OUT/labels/<side>_<structure>.nii.gz    one binary mask per side and structure
     OUT/dicom/seg.dcm, OUT/dicom/sr.dcm     DICOM Segmentation and TID 1500 measurement report
 
+:func:`write_outputs` writes them all (report.json last).
+
 Heavy libraries (highdicom, matplotlib, pandas, jsonschema) are imported inside
 the functions that need them, so ``import bmepipe.report`` stays cheap.
 """
 
+from .bundle import OUTPUT_FILES, read_source_datasets, write_outputs
 from .codes import STRUCTURE_COLORS
 from .figures import Figure, overlay_figures
 from .html import render_html
@@ -33,6 +36,7 @@ from .sr import build_measurement_report, write_dicom_sr
 
 __all__ = [
     "DISCLAIMER",
+    "OUTPUT_FILES",
     "PATTERN_LABELS",
     "REGIONS",
     "SCHEMA_VERSION",
@@ -47,6 +51,7 @@ __all__ = [
     "load_schema",
     "overlay_figures",
     "read_report_json",
+    "read_source_datasets",
     "render_html",
     "report_repr_html",
     "report_to_frame",
@@ -55,5 +60,6 @@ __all__ = [
     "write_dicom_seg",
     "write_dicom_sr",
     "write_label_maps",
+    "write_outputs",
     "write_report_json",
 ]

@@ -29,7 +29,7 @@ Colours (RGB, also used in the HTML figures): see :data:`STRUCTURE_COLORS`.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 __all__ = [
     "PRIVATE_SCHEME",
@@ -127,13 +127,14 @@ def laterality_code(side: str):
     return {"right": codes.SCT.Right, "left": codes.SCT.Left}[side]
 
 
-def derive_uid(base_uid: str, seed: Optional[int], *parts) -> str:
+def derive_uid(base_uid: str, seed: Optional[Union[int, str]], *parts) -> str:
     """A UID derived from ``base_uid``, ``seed`` and ``parts`` (same input, same UID); random if seed is None."""
     from pydicom.uid import generate_uid
 
     if seed is None:
         return str(generate_uid())
-    return str(generate_uid(_UID_ROOT, entropy_srcs=["\x1f".join(map(str, ("bmepipe.report", base_uid, seed, *parts)))]))
+    entropy = "\x1f".join(map(str, ("bmepipe.report", base_uid, seed, *parts)))
+    return str(generate_uid(_UID_ROOT, entropy_srcs=[entropy]))
 
 
 def coding_scheme_identification():

@@ -156,7 +156,8 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
     FigureCanvasAgg(fig)
     extent = (0.0, width_mm, height_mm, 0.0)
     for p, (name, volume, window) in enumerate(panels):
-        ax = fig.add_axes((p / len(panels), bottom / (panel_h + bottom), 1.0 / len(panels), panel_h / (panel_h + bottom)))
+        total_h = panel_h + bottom
+        ax = fig.add_axes((p / len(panels), bottom / total_h, 1.0 / len(panels), panel_h / total_h))
         ax.imshow(volume[index], cmap="gray", vmin=window[0], vmax=window[1], extent=extent,
                   interpolation="nearest", aspect="equal")
         for structure in OVERLAY_STRUCTURES:

@@ -185,7 +185,8 @@ def render_html(report: Mapping, figures: Sequence[Figure] = ()) -> str:
         "<header><h1>bmepipe hip MRI report: bone marrow edema evidence</h1>",
         f'<p class="disclaimer" id="disclaimer"><strong>{escape(disclaimer)}</strong></p>',
         f'<p class="meta">Study {escape(str(study.get("pseudonym", "n/a")))}; '
-        f"sex {escape(format_value(study.get('patient_sex')))}, age {escape(format_value(study.get('patient_age_years'), 'y', 0))}; "
+        f"sex {escape(format_value(study.get('patient_sex')))}, "
+        f"age {escape(format_value(study.get('patient_age_years'), 'y', 0))}; "
         f"{escape(str(software.get('name', 'bmepipe')))} {escape(str(software.get('version', '')))}; "
         f"report schema {escape(str(report.get('schema_version', '')))}"
         + (f"; created {escape(str(report['created']))}" if report.get("created") else "")

@@ -94,7 +94,8 @@ def validate_report(report: dict, path: Any = None) -> None:
     try:
         validator = _validator(version)
     except OutputError:
-        raise OutputError(f"$.schema_version: unknown schema version {version!r} (known: {SCHEMA_VERSION})", path) from None
+        message = f"$.schema_version: unknown schema version {version!r} (known: {SCHEMA_VERSION})"
+        raise OutputError(message, path) from None
     errors = sorted(validator.iter_errors(report), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
         import jsonschema.exceptions

@@ -85,7 +85,7 @@ def build_segmentation(
     *,
     series_number: int = 901,
     include_empty: bool = False,
-    uid_seed: Optional[int] = None,
+    uid_seed: Optional[Union[int, str]] = None,
     content_datetime=None,
     series_description: str = "bmepipe segmentation (research use)",
 ):
@@ -103,7 +103,7 @@ def build_segmentation(
         SeriesNumber of the segmentation series.
     include_empty : bool
         Also encode empty masks as segments (default: non-empty ones only).
-    uid_seed : int, optional
+    uid_seed : int or str, optional
         Derive SeriesInstanceUID, SOPInstanceUID and the tracking/dimension UIDs
         from the source SeriesInstanceUID and this seed, and the content date
         from the source study, so the same input gives the same file. ``None``:
@@ -157,7 +157,9 @@ def build_segmentation(
             anatomic_regions=[code["site"]],
             display_color=hd.color.CIELabColor.from_string(STRUCTURE_COLORS[structure]),
         )
-        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [hd.sr.CodedConcept.from_code(laterality_code(side))]
+        # Laterality goes inside the property type item, as the Segment Description Macro (PS3.3) defines.
+        side_code = hd.sr.CodedConcept.from_code(laterality_code(side))
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [side_code]
         descriptions.append(description)
 
     # Frame f of the source holds mask slice rank[f]; classic sources go in as given.
@@ -201,7 +203,7 @@ def fix_creation_times(ds, date: str, time: str) -> None:
             item.ContributionDateTime = date + time
 
 
-def _fix_generated_uids(seg, base_uid: str, seed: int) -> None:
+def _fix_generated_uids(seg, base_uid: str, seed) -> None:
     """Replace the UIDs highdicom draws at random with derived ones (reproducible output)."""
     dim_uid = derive_uid(base_uid, seed, "dimension-organization")
     for item in seg.get("DimensionOrganizationSequence", []):

@@ -111,7 +111,7 @@ def build_measurement_report(
     segmentation=None,
     *,
     series_number: int = 902,
-    uid_seed: Optional[int] = None,
+    uid_seed: Optional[Union[int, str]] = None,
     content_datetime=None,
     series_description: str = "bmepipe measurements (research use)",
 ):
