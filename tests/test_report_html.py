@@ -82,6 +82,13 @@ def test_patient_right_is_on_the_image_left_and_aspect_is_true(figures):
     assert abs(h - w) <= 0.08 * w  # a 30 mm x 30 mm square stays square with 2 mm x 1 mm pixels
 
 
+def test_without_t1_one_panel_at_a_requested_slice(scene, figures):
+    fluid, _, masks = scene
+    (single,) = overlay_figures(fluid, None, masks, SPACING, slices=[8])
+    assert single.slice_index == 8 and single.reasons == ("requested",)
+    assert _rgb(single.png).shape[1] * 2 == _rgb(figures[0].png).shape[1]
+
+
 def test_coronal_view_of_an_axial_grid():
     z, y, x = np.meshgrid(np.arange(4), np.arange(5), np.arange(6), indexing="ij")
     axial = 100 * z + 10 * y + x  # axial [slice=z (+head), row=y (+posterior), column=x (+left)]

@@ -142,6 +142,7 @@ def _window(volume: np.ndarray) -> tuple[float, float]:
 
 
 def _render(panels, masks_view, index, spacing, title) -> bytes:
+    from matplotlib import patheffects
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
     from matplotlib.lines import Line2D
@@ -151,12 +152,14 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
     height_mm, width_mm = rows * spacing[1], cols * spacing[2]
     panel_w = 4.8
     panel_h = panel_w * height_mm / width_mm
-    bottom = 0.7  # inches below the images for the legend and the title line
-    fig = MplFigure(figsize=(panel_w * len(panels), panel_h + bottom), dpi=100)
+    legend_rows = 1 if len(panels) > 1 else 2  # one panel is too narrow for six entries in a row
+    bottom = 0.55 + 0.25 * legend_rows  # inches below the images: legend, then the title line(s)
+    total_h = panel_h + bottom
+    fig = MplFigure(figsize=(panel_w * len(panels), total_h), dpi=100)
     FigureCanvasAgg(fig)
     extent = (0.0, width_mm, height_mm, 0.0)
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]  # letters readable on bright marrow
     for p, (name, volume, window) in enumerate(panels):
-        total_h = panel_h + bottom
         ax = fig.add_axes((p / len(panels), bottom / total_h, 1.0 / len(panels), panel_h / total_h))
         ax.imshow(volume[index], cmap="gray", vmin=window[0], vmax=window[1], extent=extent,
                   interpolation="nearest", aspect="equal")
@@ -173,15 +176,18 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
         ax.set_xlim(0, width_mm)
         ax.set_ylim(height_mm, 0)
         ax.set_axis_off()
-        style = dict(color="white", fontsize=11, fontweight="bold", transform=ax.transAxes)
+        style = dict(color="white", fontsize=11, fontweight="bold", transform=ax.transAxes, path_effects=outline)
         ax.text(0.02, 0.5, "R", ha="left", va="center", **style)
         ax.text(0.98, 0.5, "L", ha="right", va="center", **style)
         ax.text(0.5, 0.98, "S", ha="center", va="top", **style)
-        ax.text(0.02, 0.98, name, ha="left", va="top", color="yellow", fontsize=9, transform=ax.transAxes)
+        ax.text(0.02, 0.98, name, ha="left", va="top", color="yellow", fontsize=9, transform=ax.transAxes,
+                path_effects=outline)
     handles = [Line2D([], [], color=STRUCTURE_COLORS[s], linewidth=2) for s in OVERLAY_STRUCTURES]
     fig.legend(handles, [s.replace("_", " ") for s in OVERLAY_STRUCTURES], loc="lower center",
-               ncol=len(OVERLAY_STRUCTURES), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.25 / (panel_h + bottom)))
-    fig.text(0.5, 0.05 / (panel_h + bottom), title + "  |  radiological convention: patient right on image left",
+               ncol=len(OVERLAY_STRUCTURES) // legend_rows, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, 0.3 / total_h))
+    separator = "  |  " if len(panels) > 1 else "\n"
+    fig.text(0.5, 0.04 / total_h, title + separator + "radiological convention: patient right on image left",
              ha="center", va="bottom", fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor="white", metadata={"Software": None})

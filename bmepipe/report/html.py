@@ -12,7 +12,7 @@ from html import escape
 from typing import Any, Iterable, Mapping, Sequence
 
 from .figures import Figure
-from .schema import DISCLAIMER, REGIONS, SIDES
+from .schema import DISCLAIMER, REGIONS, SIDES, lookup
 
 __all__ = ["render_html", "LABEL_NAMES", "format_value", "key_numbers"]
 
@@ -66,7 +66,7 @@ def format_value(value: Any, unit: str | None = None, digits: int = 1) -> str:
 
 def key_numbers(side: Mapping) -> list[tuple[str, str]]:
     """(name, display value) of one hip's key measurements, in reading order."""
-    g = lambda *keys: _get(side, keys)  # noqa: E731
+    g = lambda *keys: lookup(side, ".".join(keys))  # noqa: E731
     rows = [
         ("femoral head radius", format_value(g("femoral_head", "radius_mm"), "mm")),
         ("femoral head centre (LPS)", format_value(g("femoral_head", "center_lps_mm"), "mm")),
@@ -96,14 +96,6 @@ def key_numbers(side: Mapping) -> list[tuple[str, str]]:
         ("effusion", format_value(g("effusion_ml"), "ml")),
     ]
     return rows
-
-
-def _get(obj: Any, keys: Iterable[str]) -> Any:
-    for key in keys:
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], flagged: Sequence[bool] | None = None) -> str:

@@ -7,10 +7,10 @@ report dict (e.g. one read back from ``report.json``).
 from __future__ import annotations
 
 from html import escape
-from typing import Any, Mapping
+from typing import Mapping
 
 from .html import LABEL_NAMES, format_value
-from .schema import DISCLAIMER, REGIONS, SIDES
+from .schema import DISCLAIMER, REGIONS, SIDES, lookup
 
 __all__ = ["FRAME_COLUMNS", "report_to_frame", "report_repr_html"]
 
@@ -34,14 +34,6 @@ FRAME_COLUMNS = (
 )
 
 
-def _get(obj: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def report_to_frame(report: Mapping):
     """One row per hip with the key measurements flattened.
 
@@ -54,14 +46,14 @@ def report_to_frame(report: Mapping):
     """
     import pandas as pd
 
-    study = _get(report, "inputs.study.pseudonym")
+    study = lookup(report, "inputs.study.pseudonym")
     rows = []
     for side in SIDES:
-        side_report = _get(report, f"sides.{side}")
+        side_report = lookup(report, f"sides.{side}")
         if side_report is None:
             continue
         row = {"study": study, "side": side}
-        row.update({column: _get(side_report, path) for column, path in FRAME_COLUMNS})
+        row.update({column: lookup(side_report, path) for column, path in FRAME_COLUMNS})
         rows.append(row)
     columns = ["study", "side"] + [c for c, _ in FRAME_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
@@ -70,20 +62,20 @@ def report_to_frame(report: Mapping):
 def report_repr_html(report: Mapping) -> str:
     """A compact HTML card: pattern and key numbers per hip, QC flags, disclaimer (for ``_repr_html_``)."""
     items = [
-        ("pattern", lambda s: LABEL_NAMES.get(_get(s, "pattern.label"), "n/a")),
-        ("score / confidence", lambda s: f"{format_value(_get(s, 'pattern.score'), None, 2)} / "
-                                          f"{format_value(_get(s, 'pattern.confidence'))}"),
-        ("BME volume", lambda s: format_value(_get(s, "bme.volume_ml"), "ml", 2)),
+        ("pattern", lambda s: LABEL_NAMES.get(lookup(s, "pattern.label"), "n/a")),
+        ("score / confidence", lambda s: f"{format_value(lookup(s, 'pattern.score'), None, 2)} / "
+                                          f"{format_value(lookup(s, 'pattern.confidence'))}"),
+        ("BME volume", lambda s: format_value(lookup(s, "bme.volume_ml"), "ml", 2)),
         ("BME fraction head / neck / intertroch.", lambda s: " / ".join(
             format_value(None if v is None else 100 * v, "%", 0)
-            for v in (_get(s, f"bme.fraction.{r}") for r in REGIONS[:3]))),
-        ("necrotic extent", lambda s: format_value(_get(s, "avn.necrotic_extent_pct"), "%")),
-        ("collapse", lambda s: format_value(_get(s, "avn.collapse_mm"), "mm")),
-        ("subchondral line", lambda s: f"{format_value(_get(s, 'sif.line_length_mm'), 'mm')} long, "
-                                        f"{format_value(_get(s, 'sif.line_thickness_mm'), 'mm')} thick"),
-        ("effusion", lambda s: format_value(_get(s, "effusion_ml"), "ml")),
+            for v in (lookup(s, f"bme.fraction.{r}") for r in REGIONS[:3]))),
+        ("necrotic extent", lambda s: format_value(lookup(s, "avn.necrotic_extent_pct"), "%")),
+        ("collapse", lambda s: format_value(lookup(s, "avn.collapse_mm"), "mm")),
+        ("subchondral line", lambda s: f"{format_value(lookup(s, 'sif.line_length_mm'), 'mm')} long, "
+                                        f"{format_value(lookup(s, 'sif.line_thickness_mm'), 'mm')} thick"),
+        ("effusion", lambda s: format_value(lookup(s, "effusion_ml"), "ml")),
     ]
-    sides = [(side, _get(report, f"sides.{side}")) for side in SIDES if _get(report, f"sides.{side}") is not None]
+    sides = [(side, lookup(report, f"sides.{side}")) for side in SIDES if lookup(report, f"sides.{side}") is not None]
     head = "".join(f"<th>{escape(side)}</th>" for side, _ in sides)
     body = []
     for name, fn in items:
@@ -92,9 +84,9 @@ def report_repr_html(report: Mapping) -> str:
             for _, s in sides
         )
         body.append(f"<tr><th style='text-align:left'>{escape(name)}</th>{cells}</tr>")
-    flags = [f for f in _get(report, "qc.flags") or [] if f.get("flagged")]
+    flags = [f for f in lookup(report, "qc.flags") or [] if f.get("flagged")]
     flag_text = ", ".join(escape(str(f.get("name"))) for f in flags) or "none"
-    study = escape(str(_get(report, "inputs.study.pseudonym") or "n/a"))
+    study = escape(str(lookup(report, "inputs.study.pseudonym") or "n/a"))
     return (
         f"<div class='bmepipe-report'><strong>bmepipe report</strong> study {study}"
         f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

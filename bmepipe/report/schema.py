@@ -11,6 +11,7 @@ import functools
 import json
 import math
 from importlib import resources
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "load_schema",
     "validate_report",
     "to_jsonable",
+    "lookup",
 ]
 
 SCHEMA_VERSION = "1.0.0"
@@ -117,6 +119,15 @@ def _check_finite(obj: Any, where: str, path: Any) -> None:
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
             _check_finite(value, f"{where}[{i}]", path)
+
+
+def lookup(obj: Any, dotted: str) -> Any:
+    """``obj["a"]["b"]`` for ``dotted="a.b"``; None where a key is missing or a value is not a mapping."""
+    for key in dotted.split("."):
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
 
 
 def to_jsonable(obj: Any) -> Any:

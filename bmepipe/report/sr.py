@@ -43,20 +43,12 @@ from .codes import (
     structure_codes,
     ucum,
 )
-from .schema import REGIONS, SIDES
+from .schema import REGIONS, SIDES, lookup
 from .seg import fix_creation_times, segment_label, write_dicom_seg
 
 __all__ = ["build_measurement_report", "write_dicom_sr", "measurement_rows"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _get(obj: Mapping, dotted: str):
-    for key in dotted.split("."):
-        if not isinstance(obj, Mapping) or obj.get(key) is None:
-            return None
-        obj = obj[key]
-    return obj
 
 
 def measurement_rows(side_report: Mapping) -> list[tuple[str, str, str, float]]:
@@ -67,7 +59,7 @@ def measurement_rows(side_report: Mapping) -> list[tuple[str, str, str, float]]:
     rows = []
 
     def add(structure, concept, unit, field):
-        value = _get(side_report, field)
+        value = lookup(side_report, field)
         if value is not None:
             rows.append((structure, concept, unit, float(value)))
 
