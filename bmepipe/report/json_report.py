@@ -57,9 +57,13 @@ def read_report_json(path: PathLike) -> dict:
         Unreadable, not JSON, or not a valid report (message: JSON path and problem).
     """
     try:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read the report ({' '.join(str(exc).split())})", path) from exc
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read the report ({exc.strerror or type(exc).__name__})", path) from exc
+    try:
+        report = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"not valid JSON ({' '.join(str(exc).split())})", path) from exc
     try:
         validate_report(report, path)
     except OutputError as exc:
