@@ -116,6 +116,31 @@ def test_seg_on_a_multiframe_source(source, masks, tmp_path):
     assert _dciodvfy_errors(path) == []
 
 
+def test_seg_matches_slices_by_position_on_a_reference_grid(source, masks, tmp_path):
+    import SimpleITK as sitk
+
+    # a reference volume whose slices run the other way (descending along row x column)
+    descending = sorted(source, key=lambda ds: -int(ds.InstanceNumber))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([ds.filename for ds in descending])
+    reference = reader.Execute()
+    assert np.dot(np.reshape(reference.GetDirection(), (3, 3))[:, 2],
+                  np.cross(*np.reshape(source[0].ImageOrientationPatient, (2, 3)))) < 0
+    flipped = {side: {name: m[::-1] for name, m in per_side.items()} for side, per_side in masks.items()}
+    seg = build_segmentation(flipped, source, reference_image=reference, uid_seed=1)
+    seg = hd.seg.segread(write_dicom_seg(seg, tmp_path / "seg.dcm"))
+    labels = {seg.get_segment_description(n).SegmentLabel: n for n in seg.get_segment_numbers()}
+    uids = [ds.SOPInstanceUID for ds in source]
+    pixels = seg.get_pixels_by_source_instance(uids, segment_numbers=list(labels.values()))
+    for s, label in enumerate(labels):
+        for f, uid in enumerate(uids):
+            np.testing.assert_array_equal(pixels[f, :, :, s].astype(bool), _expected(masks, source, label, uid))
+    shifted = sitk.Image(reference)
+    shifted.SetOrigin(tuple(np.add(reference.GetOrigin(), (0.4, 0.0, 0.0))))
+    with pytest.raises(OutputError, match="grid"):
+        build_segmentation(flipped, source, reference_image=shifted)
+
+
 def test_seg_is_reproducible_with_a_seed(source, masks, tmp_path):
     a = write_dicom_seg(build_segmentation(masks, source, uid_seed=5), tmp_path / "a.dcm")
     b = write_dicom_seg(build_segmentation(masks, source, uid_seed=5), tmp_path / "b.dcm")
@@ -206,3 +231,8 @@ def test_sr_without_seg_and_reproducible(source, tmp_path):
     assert len(sr.content.get_image_measurement_groups()) == 10
     with pytest.raises(OutputError, match="unknown side"):
         build_measurement_report({"middle": {}}, source)
+    sides["right"]["pattern"]["score"] = None  # the label is still reported
+    c = write_dicom_sr(build_measurement_report(sides, source), tmp_path / "c.dcm")
+    groups = hd.sr.srread(c).content.get_image_measurement_groups()
+    (pattern,) = [g for g in groups if g.tracking_identifier == "right pattern"]
+    assert pattern.get_measurements() == [] and pattern.get_qualitative_evaluations()[0].value.value == "TOH_LIKE"

@@ -106,7 +106,8 @@ def write_outputs(
             seed = f"{uid_seed}:{hashlib.sha256(dumps_report(report).encode()).hexdigest()[:16]}"
         any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
         options = dict(uid_seed=seed, content_datetime=report.get("created"))
-        seg = build_segmentation(masks, source_datasets, include_empty=not any_mask, **options)
+        seg = build_segmentation(masks, source_datasets, include_empty=not any_mask,
+                                 reference_image=reference_image, **options)
         written["dicom_seg"] = write_dicom_seg(seg, out / OUTPUT_FILES["dicom_seg"])
         sr = build_measurement_report(report["sides"], source_datasets, seg, **options)
         written["dicom_sr"] = write_dicom_sr(sr, out / OUTPUT_FILES["dicom_sr"])

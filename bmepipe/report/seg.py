@@ -44,7 +44,10 @@ def segment_label(side: str, structure: str) -> str:
 def _frame_geometry(source_datasets: Sequence) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(positions (N, 3), orientation (6,), rows, columns) of every source slice or frame."""
     first = source_datasets[0]
-    if len(source_datasets) == 1 and int(first.get("NumberOfFrames", 1)) > 1:
+    frames = [int(ds.get("NumberOfFrames", 1) or 1) for ds in source_datasets]
+    if max(frames) > 1 and len(source_datasets) > 1:
+        raise OutputError("give one multi-frame source dataset, or single-frame datasets, not a mix of several")
+    if frames[0] > 1:
         shared = first.SharedFunctionalGroupsSequence[0]
         per_frame = first.PerFrameFunctionalGroupsSequence
         if "PlaneOrientationSequence" in shared:
@@ -69,6 +72,20 @@ def source_slice_order(source_datasets: Sequence) -> np.ndarray:
     source slice/frame ``f``.
     """
     positions, iop, _, _ = _frame_geometry(source_datasets)
+    return _rank(positions, iop)
+
+
+def _rank_on_grid(positions: np.ndarray, image) -> np.ndarray:
+    """Slice index of each source position on the grid of a SimpleITK image (exact, any slice order)."""
+    ijk = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(map(float, p))) for p in positions])
+    k = np.round(ijk[:, 2]).astype(int)
+    on_grid = np.allclose(ijk[:, :2], 0.0, atol=0.01) and np.allclose(ijk[:, 2], k, atol=0.01)
+    if not on_grid or sorted(k.tolist()) != list(range(image.GetSize()[2])):
+        raise OutputError("the source slices do not lie on the reference image grid, slice for slice")
+    return k
+
+
+def _rank(positions: np.ndarray, iop: np.ndarray) -> np.ndarray:
     normal = np.cross(iop[:3], iop[3:])
     distance = positions @ normal
     order = np.argsort(distance, kind="stable")
@@ -88,6 +105,7 @@ def build_segmentation(
     uid_seed: Optional[Union[int, str]] = None,
     content_datetime=None,
     series_description: str = "bmepipe segmentation (research use)",
+    reference_image=None,
 ):
     """Build a BINARY DICOM Segmentation of the masks on the source series.
 
@@ -95,7 +113,8 @@ def build_segmentation(
     ----------
     masks : dict
         ``{side: {structure: bool ndarray [slice, row, column]}}`` on the grid of
-        the source series, slices ascending along the slice normal.
+        the source series: ``reference_image``'s grid if given, else slices
+        ascending along the slice normal (row x column).
     source_datasets : sequence of pydicom.Dataset
         The fluid-sensitive series: one dataset per slice (classic MR) or one
         multi-frame dataset (enhanced / legacy converted enhanced MR).
@@ -112,6 +131,11 @@ def build_segmentation(
         ContentDate/ContentTime; default the source's StudyDate/StudyTime when
         ``uid_seed`` is given, else now.
 
+    reference_image : SimpleITK.Image, optional
+        The volume the masks were made on; each source slice is matched to its
+        slice by position (safe for any slice order), and a source that does
+        not lie on its grid is refused.
+
     Returns
     -------
     highdicom.seg.Segmentation
@@ -121,8 +145,8 @@ def build_segmentation(
 
     if not source_datasets:
         raise OutputError("no source datasets for the segmentation")
-    positions, _, rows, columns = _frame_geometry(source_datasets)
-    rank = source_slice_order(source_datasets)
+    positions, iop, rows, columns = _frame_geometry(source_datasets)
+    rank = _rank(positions, iop) if reference_image is None else _rank_on_grid(positions, reference_image)
     shape = (len(rank), rows, columns)
     check_masks(masks, shape)
 
@@ -162,11 +186,8 @@ def build_segmentation(
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [side_code]
         descriptions.append(description)
 
-    # Frame f of the source holds mask slice rank[f]; classic sources go in as given.
+    # Source slice (or frame) f holds mask slice rank[f], whatever order the datasets come in.
     pixels = np.stack([m for _, _, m in selected], axis=-1)[rank]
-    is_multiframe = len(source_datasets) == 1 and int(first.get("NumberOfFrames", 1)) > 1
-    if not is_multiframe and len(source_datasets) != len(rank):  # pragma: no cover - guarded by _frame_geometry
-        raise OutputError("source slice count does not match the masks")
 
     seg = hd.seg.Segmentation(
         source_images=list(source_datasets),

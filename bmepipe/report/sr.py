@@ -144,7 +144,7 @@ def build_measurement_report(
         side_report = measurements.get(side)
         if not side_report or side_report.get("status") != "analysed":
             continue
-        by_structure: dict[str, list] = {}
+        by_structure: dict[str, list] = {"pattern": []}  # the pattern label is reported even without a score
         for structure, concept, unit, value in measurement_rows(side_report):
             by_structure.setdefault(structure, []).append(
                 hd.sr.Measurement(name=_concept(concept), value=value, unit=ucum(unit))
@@ -160,7 +160,7 @@ def build_measurement_report(
                     finding_type=local_code("PATTERN"),
                     algorithm_id=algorithm,
                     finding_sites=[hd.sr.FindingSite(codes.SCT.HipJoint, laterality=laterality_code(side))],
-                    measurements=items,
+                    measurements=items or None,
                     qualitative_evaluations=[hd.sr.QualitativeEvaluation(
                         local_code("PATTERN"), local_code(pattern_label.upper()))],
                 ))
