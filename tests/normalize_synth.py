@@ -117,6 +117,13 @@ def series(grid: sitk.Image, which: str, *, transform: sitk.Transform | None = N
     return img
 
 
+def residual_bias(true_field: np.ndarray, estimated: sitk.Image, region: np.ndarray) -> float:
+    """Residual bias: CV in ``region`` of true / estimated field, i.e. of (corrected / bias-free) for the
+    noise-free image, without blowing up where the bias-free signal is ~0 (cortex, nulled fat)."""
+    r = (true_field / sitk.GetArrayFromImage(estimated))[region]
+    return float(r.std() / r.mean())
+
+
 # --------------------------------------------------------------------------- bmepipe.phantom helpers
 def phantom_image(series) -> sitk.Image:
     """A phantom SimulatedSeries as a SimpleITK image (LPS geometry from the phantom)."""

@@ -16,8 +16,9 @@ CORONAL = (1, 0, 0, 0, 0, 1, 0, -1, 0)  # DICOM coronal: row direction +x, colum
 
 def volume(image, frame, kind="t1"):
     meta = VolumeMeta(
-        series_instance_uid=f"1.2.3.{kind}", series_description=kind, sequence_class="t1" if kind == "t1" else "fluid_sensitive",
-        sequence_kind=kind, sequence_reason="test", sequence_confidence=1.0, plane="coronal", frame_of_reference_uid=frame,
+        series_instance_uid=f"1.2.3.{kind}", series_description=kind,
+        sequence_class="t1" if kind == "t1" else "fluid_sensitive", sequence_kind=kind, sequence_reason="test",
+        sequence_confidence=1.0, plane="coronal", frame_of_reference_uid=frame,
     )
     return Volume(image=image, meta=meta)
 

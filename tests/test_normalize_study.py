@@ -33,7 +33,8 @@ def test_normalize_study_chains_every_step():
     p = ns.physical_points(fluid_grid)
     field = ns.smooth_bias(p, 0.4, seed=5)
     fluid = ns.series(fluid_grid, "stir", bias=field, sigma=0.3 / 20, seed=1)
-    t1 = ns.series(t1_grid, "t1", bias=ns.smooth_bias(ns.physical_points(t1_grid), 0.4, seed=5), sigma=0.35 / 30, seed=2)
+    t1_field = ns.smooth_bias(ns.physical_points(t1_grid), 0.4, seed=5)  # the same coil field on the T1 grid
+    t1 = ns.series(t1_grid, "t1", bias=t1_field, sigma=0.35 / 30, seed=2)
     sel = SimpleNamespace(fluid_sensitive=volume(fluid, "stir"), t1=volume(t1, "t1"))
     out = normalize_study(sel)
 

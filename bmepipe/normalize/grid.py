@@ -163,7 +163,8 @@ def _register_rigid(
     reg.SetMetricFixedMask(body_mask(fixed))
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.7, gradientMagnitudeTolerance=1e-8
+        learningRate=2.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.7,
+        gradientMagnitudeTolerance=1e-8,
     )
     reg.SetOptimizerScalesFromPhysicalShift()
     # Two coarse levels (~8 and ~4 mm in-plane) suffice: the full 2 mm level costs 4x the time for
@@ -188,7 +189,9 @@ def _initial_transform(reference: sitk.Image, moving: sitk.Image, same_frame: bo
         return tx  # headers are (nearly) right: start from them
     # Unrelated frames of reference: start with the two volumes' centres aligned.
     return sitk.Euler3DTransform(
-        sitk.CenteredTransformInitializer(reference, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
+        sitk.CenteredTransformInitializer(
+            reference, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+        )
     )
 
 
@@ -288,7 +291,9 @@ def resample_to_reference(
             f"{mov_name} covers {ov:.1%} of {ref_name} after {method} mapping (minimum {min_overlap:.0%}): "
             "the volumes do not overlap"
         )
-    image = sitk.Resample(sitk.Cast(mov_img, sitk.sitkFloat32), ref_img, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    image = sitk.Resample(
+        sitk.Cast(mov_img, sitk.sitkFloat32), ref_img, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
     ones = sitk.Cast(mov_img * 0 + 1, sitk.sitkUInt8)
     inside = sitk.Resample(ones, ref_img, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return GridResult(

@@ -152,7 +152,8 @@ def snr_flag(image: sitk.Image, muscle: np.ndarray, body: np.ndarray, name: str 
     return QCFlag(
         name, snr, min_snr, ok,
         f"muscle SNR {snr:.1f}" + ("" if ok else f" below {min_snr:g}: edema thresholds are noise dominated"),
-        details={"sigma": sigma, "sigma_background": noise_sigma_background(a, body), "method": "muscle neighbour differences"},
+        details={"sigma": sigma, "sigma_background": noise_sigma_background(a, body),
+                 "method": "spread around local means in muscle"},
     )
 
 
@@ -343,9 +344,9 @@ def lateral_coverage_flag(image: sitk.Image, *, head_offset_mm: float = EXPECTED
     worst = clear[side]
     ok = worst >= margin_mm
     return QCFlag("coverage", worst, margin_mm, ok,
-                  "both expected femoral-head positions inside the field of view laterally" if ok else
-                  f"the patient's {side} femoral head is expected {-worst:.0f} mm beyond the FOV edge"
-                  if worst < 0 else f"the patient's {side} femoral head is expected within {worst:.0f} mm of the FOV edge",
+                  "both expected femoral-head positions inside the field of view laterally" if ok
+                  else f"the patient's {side} femoral head is expected {-worst:.0f} mm beyond the FOV edge" if worst < 0
+                  else f"the patient's {side} femoral head is expected within {worst:.0f} mm of the FOV edge",
                   unit="mm", details={"midline_x_mm": x0, "clearance_mm": clear,
                                       "method": "mirror-symmetry midline + expected head offset"})
 

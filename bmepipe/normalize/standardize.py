@@ -108,7 +108,10 @@ class Standardized:
             Mask ``[slice, row, column]`` on the reference grid.
         which : {"fluid", "t1"}
         """
-        img, sigma = (self.fluid_rel, self.noise_sigma_fluid_rel) if which == "fluid" else (self.t1_rel, self.noise_sigma_t1_rel)
+        if which == "fluid":
+            img, sigma = self.fluid_rel, self.noise_sigma_fluid_rel
+        else:
+            img, sigma = self.t1_rel, self.noise_sigma_t1_rel
         if img is None:
             raise ConfigError("no T1 series was standardized")
         return rician_mean(sitk.GetArrayViewFromImage(img)[region], sigma)
@@ -212,6 +215,16 @@ def find_reference_tissue(
     return muscle, how
 
 
+def _reference_value(image: sitk.Image, muscle: np.ndarray, name: str) -> tuple[float, float]:
+    """Noise-bias-free mean of the reference voxels and the noise sigma, in the image's units."""
+    a = sitk.GetArrayViewFromImage(image)
+    sigma = noise_sigma_local(a, muscle, image.GetSpacing()[:2])
+    value = rician_mean(a[muscle], sigma)
+    if not value > 0:
+        raise InputError(f"reference tissue has no signal on the {name} series")
+    return value, sigma
+
+
 def standardize(
     fluid: sitk.Image,
     t1: Optional[sitk.Image] = None,
@@ -239,19 +252,11 @@ def standardize(
     if reference not in REFERENCE_TISSUES:
         raise ConfigError(f"unknown reference tissue {reference!r}; expected one of {', '.join(REFERENCE_TISSUES)}")
     muscle, how = find_reference_tissue(fluid, t1, body)
-    f = sitk.GetArrayFromImage(fluid).astype(np.float32)
-    sigma_f = noise_sigma_local(f, muscle, fluid.GetSpacing()[:2])
-    ref_f = rician_mean(f[muscle], sigma_f)
-    if not ref_f > 0:
-        raise InputError("reference tissue has no signal on the fluid-sensitive series")
+    ref_f, sigma_f = _reference_value(fluid, muscle, "fluid-sensitive")
     fluid_rel = sitk.Cast(fluid, sitk.sitkFloat32) / ref_f
     t1_rel = ref_t = sigma_t_rel = None
     if t1 is not None:
-        t = sitk.GetArrayFromImage(t1).astype(np.float32)
-        sigma_t = noise_sigma_local(t, muscle, t1.GetSpacing()[:2])
-        ref_t = rician_mean(t[muscle], sigma_t)
-        if not ref_t > 0:
-            raise InputError("reference tissue has no signal on the T1 series")
+        ref_t, sigma_t = _reference_value(t1, muscle, "T1")
         t1_rel = sitk.Cast(t1, sitk.sitkFloat32) / ref_t
         sigma_t_rel = sigma_t / ref_t
     mask_img = sitk.GetImageFromArray(muscle.astype(np.uint8))
