@@ -22,7 +22,7 @@ class Cohort:
     uids: dict = field(default_factory=dict)  # study index -> StudyInstanceUID
     kinds: dict = field(default_factory=dict)  # StudyInstanceUID -> "ok" | one of BROKEN
     patient_ids: dict = field(default_factory=dict)  # StudyInstanceUID -> PatientID
-    n_files: dict = field(default_factory=dict)  # StudyInstanceUID -> files written (after breaking)
+    files: dict = field(default_factory=dict)  # StudyInstanceUID -> set of files written (after breaking)
 
 
 def base_studies(n: int = 2, matrix: int = 64, slices: int = 10):
@@ -64,7 +64,7 @@ def make_cohort(root, n: int = 20, broken=BROKEN, bases=None, seed: int = 0) -> 
     """Write ``n`` studies under ``root``; the last ``len(broken)`` are broken as named.
 
     Layouts: ``<patient>/<series>/`` for most studies; study 1 is split over two
-    top-level folders; studies 2 and 3 share one folder (Siemens file names are
+    top-level folders; studies 2 and 4 share one folder (Siemens file names are
     unique per image); plus stray non-DICOM files.
     """
     from bmepipe.phantom.dicom_writer import StudyInfo
@@ -81,7 +81,7 @@ def make_cohort(root, n: int = 20, broken=BROKEN, bases=None, seed: int = 0) -> 
         vendor = base.series[0].protocol.vendor
         if i == 1:
             folders = [root / "part_a" / patient_id / names[0]] + [root / "part_b" / "x" / nm for nm in names[1:]]
-        elif i in (2, 3) and vendor == "siemens":
+        elif i in (2, 4) and vendor == "siemens":
             folders = [root / "shared_folder"] * len(names)
         else:
             folders = [root / patient_id / nm for nm in names]
@@ -104,14 +104,10 @@ def make_cohort(root, n: int = 20, broken=BROKEN, bases=None, seed: int = 0) -> 
         cohort.uids[i] = uid
         cohort.kinds[uid] = kind
         cohort.patient_ids[uid] = patient_id
-        cohort.n_files[uid] = len(files)
+        cohort.files[uid] = {str(f) for f in files}
     (root / "README.txt").write_text("not DICOM\n")
-    (root / part_notes()).write_bytes(b"\x00" * 300)
+    (root / "notes.bin").write_bytes(b"\x00" * 300)
     return cohort
-
-
-def part_notes() -> str:
-    return "notes.bin"
 
 
 def slow_inspect(ref, out_dir):
@@ -134,5 +130,50 @@ def crashes(ref, out_dir):
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
-def raises(ref, out_dir):
-    raise RuntimeError(f"cannot analyse {ref.files[0]}")
+def chaos(ref, out_dir, crash="", fail=""):
+    """Crash (SIGSEGV) for studies whose files contain ``crash``, raise for ``fail``, else inspect."""
+    import signal
+
+    from bmepipe.batch import inspect_job
+
+    if crash and any(crash in f for f in ref.files):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if fail and any(fail in f for f in ref.files):
+        print("about to fail")  # captured into the study's job.log
+        raise RuntimeError(f"cannot analyse {ref.files[0]}")
+    return inspect_job(ref, out_dir)
+
+
+def contract_job(ref, out_dir):
+    """A report shaped like analyze's contract, with values derived from the study's file count."""
+    n = float(len(ref.files))
+    side = lambda k: {  # noqa: E731
+        "status": "analysed", "reason": None,
+        "femoral_head": {"center_lps_mm": [-85.0 * k, 10.0, n], "radius_mm": 24.0 + k},
+        "regions": {"femoral_head": {"volume_ml": 50.0 + k}, "femoral_neck": {"volume_ml": 20.0},
+                    "intertrochanteric": {"volume_ml": 80.0}, "proximal_shaft": {"volume_ml": 60.0},
+                    "acetabulum": {"volume_ml": 40.0}},
+        "bme": {"volume_ml": 5.5 * k, "fraction": {"femoral_head": 0.25 * k, "femoral_neck": 0.1,
+                                                   "intertrochanteric": 0.0, "proximal_shaft": 0.0,
+                                                   "acetabulum": 0.0}},
+        "avn": {"necrotic_extent_pct": 12.5, "collapse_mm": 1.5, "jic_type": "C1", "kerboul_angle_deg": 210.0},
+        "sif": {"line_length_mm": None, "line_thickness_mm": None},
+        "effusion_ml": 3.25,
+        "pattern": {"label": "avn_like" if k == 1 else "toh_like", "score": 0.75, "evidence": []},
+    }
+    left = side(-1)
+    left.update(status="failed", reason="femur not found")
+    return {
+        "schema_version": "test",
+        "inputs": {"series_used": [
+            {"role": "fluid_sensitive", "series_instance_uid": "1.2.3", "series_description": "STIR COR",
+             "sequence_kind": "stir"},
+            {"role": "t1", "series_instance_uid": "1.2.4", "series_description": "T1 COR", "sequence_kind": "t1"}]},
+        "qc": {"flags": [
+            {"name": "snr_low", "value": 4.0, "threshold": 8.0, "flagged": True, "message": "low SNR"},
+            {"name": "fat_sat_failed", "value": 0.3, "threshold": 0.5, "flagged": True, "message": "", "side": "left"},
+            {"name": "motion", "value": 0.0, "threshold": 1.0, "flagged": False, "message": ""}]},
+        "sides": {"right": side(1), "left": left},
+        "timings_s": {"load": 0.5, "segment": 2.0},
+        "software": {"version": "test"},
+    }

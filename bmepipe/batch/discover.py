@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,7 @@ class StudyRef:
 
     study_id: str
     patient: str
-    files: tuple[str, ...]
+    files: tuple[str, ...] = field(repr=False)
     fingerprint: str
     root: str
     n_series: int = 0
@@ -130,7 +131,9 @@ def _read_header(path: str) -> Optional[_Header]:
         return None
     h = _Header(path=path, size=size)
     try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=not part10)
+        with warnings.catch_warnings():  # invalid values are the loader's business, not the scan's
+            warnings.simplefilter("ignore")
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=not part10)
         sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
         if sop_class in _NON_IMAGE_SOP_CLASSES:
             return None

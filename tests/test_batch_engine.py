@@ -1,0 +1,294 @@
+"""The batch engine on a phantom cohort: 20 studies (3 broken), locally and on a real Dask LocalCluster,
+kill-and-resume, Ctrl-C, timeouts, crashes, resume keys and the cohort table.
+
+Slowest tests (2 cores): the Dask comparison (~8 s, cluster start included) and kill-and-resume (~10 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from batch_cohort import BROKEN, base_studies, make_cohort
+from bmepipe.batch import build_summary, discover_studies, load_cohort, run_batch, study_folders
+
+TESTS = Path(__file__).resolve().parent
+N_STUDIES = 20
+
+
+@pytest.fixture(scope="module")
+def bases():
+    return base_studies(n=2, matrix=64, slices=8)
+
+
+@pytest.fixture(scope="module")
+def cohort(bases, tmp_path_factory):
+    return make_cohort(tmp_path_factory.mktemp("cohort") / "root", n=N_STUDIES, broken=BROKEN, bases=bases)
+
+
+@pytest.fixture(scope="module")
+def small(bases, tmp_path_factory):
+    return make_cohort(tmp_path_factory.mktemp("small") / "root", n=4, broken=("partial",), bases=bases, seed=7)
+
+
+@pytest.fixture(scope="module")
+def local_run(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local") / "out"
+    result = run_batch(cohort.root, out, job="inspect", workers=2)
+    return out, result
+
+
+def _expected_status(cohort, out) -> dict:
+    """study folder name -> 'ok' / broken kind, through the cohort's own salt (independent of the summary)."""
+    refs = discover_studies(cohort.root, salt=load_cohort(out)["salt"])
+    return {r.study_id: cohort.kinds[r.study_instance_uid] for r in refs}
+
+
+def _comparable(df: pd.DataFrame) -> pd.DataFrame:
+    """Without run timings, rows in a canonical order."""
+    cols = [c for c in df.columns if not c.startswith("time_")]
+    df = df[cols].sort_values(["study", "side"]).reset_index(drop=True).astype(object)
+    return df.where(df.notna(), None)
+
+
+def _check_complete(out: Path, expected: dict) -> pd.DataFrame:
+    """Every study exactly once, finished, parseable; nothing half-written left; tables agree."""
+    studies = out / "studies"
+    names = sorted(p.name for p in studies.iterdir())
+    assert names == sorted(expected), "temporary or missing study folders"
+    for name in names:
+        done = json.loads((studies / name / "DONE.json").read_text())
+        assert done["study"] == name
+        assert done["status"] == ("ok" if expected[name] == "ok" else "failed")
+        if done["status"] == "ok":
+            report = json.loads((studies / name / "report.json").read_text())
+            assert report["inputs"]["series_used"][0]["role"] == "fluid_sensitive"
+    csv = pd.read_csv(out / "summary.csv")
+    parquet = pd.read_parquet(out / "summary.parquet")
+    assert len(csv) == 2 * len(expected) and sorted(set(csv["study"])) == sorted(expected)
+    assert csv.groupby("study").size().eq(2).all()
+    pd.testing.assert_frame_equal(_comparable(csv), _comparable(parquet))
+    for study, rows in csv.groupby("study"):
+        want = "ok" if expected[study] == "ok" else "failed"
+        assert (rows["status"] == want).all(), (study, expected[study], rows["status"].tolist())
+    return csv
+
+
+# ------------------------------------------------------------------------------------------ cohort runs
+def test_local_batch_finishes_the_cohort_and_reports_the_broken_studies(cohort, local_run):
+    out, result = local_run
+    expected = _expected_status(cohort, out)
+    assert sorted(expected.values()).count("ok") == N_STUDIES - 3
+    csv = _check_complete(out, expected)
+    assert (result.n_studies, result.n_ok, result.n_failed, result.n_skipped) == (N_STUDIES, 17, 3, 0)
+    failed = csv[csv["status"] == "failed"]
+    assert set(failed["study"]) == {s for s, k in expected.items() if k != "ok"}
+    reasons = failed.drop_duplicates("study")["error"]
+    assert reasons.str.len().gt(10).all() and not reasons.str.contains("\n|Traceback").any()
+    assert reasons.nunique() == 3  # three different problems, three different reasons
+    ok = csv[csv["status"] == "ok"]
+    assert ok["series_fluid"].notna().all() and ok["series_fluid_kind"].notna().all()
+    assert (ok["n_series"] == 2).all()
+    assert (out / "batch.log").read_text().count(" failed ") >= 3
+
+
+def test_no_patient_identifiers_in_names_logs_or_tables(cohort, local_run):
+    out, _ = local_run
+    texts = [(out / "batch.log").read_text(), (out / "summary.csv").read_text()]
+    texts += [p.read_text() for p in (out / "studies").rglob("*.json")]
+    texts += [p.name for p in (out / "studies").rglob("*")]
+    blob = "\n".join(texts)
+    assert "DOE" not in blob.upper() and "JANE" not in blob.upper()
+    for uid, pid in cohort.patient_ids.items():
+        assert pid not in blob and uid not in blob
+    assert str(cohort.root) not in blob  # paths in messages are relative to ROOT
+
+
+def test_rerun_skips_finished_studies_and_rebuilds_the_same_summary(cohort, local_run):
+    out, _ = local_run
+    before = pd.read_csv(out / "summary.csv")
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "studies").glob("*/DONE.json")}
+    result = run_batch(cohort.root, out, job="inspect", workers=2)
+    assert (result.n_skipped, result.n_failed) == (N_STUDIES, 3)
+    assert {p: p.stat().st_mtime_ns for p in (out / "studies").glob("*/DONE.json")} == stamps
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv"), before)
+    pd.testing.assert_frame_equal(build_summary(out), result.summary)
+
+
+def test_dask_local_cluster_gives_the_same_outputs(cohort, local_run, small, tmp_path):
+    from distributed import Client, LocalCluster
+
+    local_out, _ = local_run
+    out = tmp_path / "dask_out"
+    out.mkdir()
+    # same cohort.json = same salt = same pseudonyms (how to share names between output folders)
+    (out / "cohort.json").write_bytes((local_out / "cohort.json").read_bytes())
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        result = run_batch(cohort.root, out, job="inspect", client=client)
+        assert len({w["host"] for w in client.scheduler_info()["workers"].values()}) == 1
+        # the per-study timeout applies on Dask too
+        t0 = time.perf_counter()
+        slow = run_batch(small.root, tmp_path / "dask_timeout", job="batch_cohort:sleepy", client=client,
+                         timeout_s=1.0)
+        assert time.perf_counter() - t0 < 20
+    assert (result.n_ok, result.n_failed) == (17, 3)
+    _check_complete(out, _expected_status(cohort, out))
+    pd.testing.assert_frame_equal(_comparable(pd.read_csv(out / "summary.csv")),
+                                  _comparable(pd.read_csv(local_out / "summary.csv")))
+    assert slow.n_failed == 4 and slow.summary["error"].str.startswith("timed out after 1 s").all()
+
+
+# ------------------------------------------------------------------------------------------ interruption
+def _cli(root, out, *extra, sleep="0.4"):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+               BMEPIPE_TEST_JOB_SLEEP=sleep)
+    cmd = [sys.executable, "-m", "bmepipe", "batch", str(root), "-o", str(out), "--workers", "2",
+           "--job", "batch_cohort:slow_inspect", "--no-progress", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_finished(out: Path, n: int, proc, limit_s: float = 90.0) -> None:
+    t0 = time.perf_counter()
+    while len(study_folders(out)) < n:
+        assert proc.poll() is None, proc.communicate()
+        assert time.perf_counter() - t0 < limit_s, "batch too slow"
+        time.sleep(0.02)
+
+
+def test_killed_batch_resumes_to_a_complete_uncorrupted_cohort(cohort, tmp_path):
+    import psutil
+
+    out = tmp_path / "out"
+    proc = _cli(cohort.root, out)
+    _wait_finished(out, 4, proc)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "worker processes outlived the killed batch"
+    finished = {p.name: (p / "DONE.json").read_bytes() for p in study_folders(out)}
+    assert 4 <= len(finished) < N_STUDIES
+    assert not (out / "summary.csv").exists()
+
+    proc = _cli(cohort.root, out, sleep="0")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert f"{len(finished)} finished earlier" in stdout
+    for name, done in finished.items():  # finished studies were kept, not redone
+        assert (out / "studies" / name / "DONE.json").read_bytes() == done
+    _check_complete(out, _expected_status(cohort, out))
+
+
+def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_finished(small, tmp_path):
+    out = tmp_path / "out"
+    proc = _cli(small.root, out, sleep="1.5")
+    _wait_finished(out, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert stderr.strip().count("\n") == 0 and "interrupted" in stderr and "resume" in stderr
+    for folder in (out / "studies").iterdir():  # an unfinished study never looks finished
+        assert (folder / "DONE.json").exists() == (".partial-" not in folder.name)
+    proc = _cli(small.root, out, sleep="0")
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    _check_complete(out, _expected_status(small, out))
+
+
+# ------------------------------------------------------------------------------------------ isolation
+def test_timeout_kills_a_hung_study_and_the_next_one_runs(small, tmp_path):
+    import psutil
+
+    t0 = time.perf_counter()
+    result = run_batch(small.root, tmp_path / "out", job="batch_cohort:sleepy", workers=1, timeout_s=0.5)
+    assert time.perf_counter() - t0 < 15  # 4 studies of 60 s each, each killed after 0.5 s
+    assert result.n_failed == 4
+    assert result.summary["error"].str.fullmatch(r"timed out after 0\.5 s \(worker process killed\)").all()
+    assert not [p for p in psutil.Process().children(recursive=True) if "bmepipe.batch._child" in " ".join(p.cmdline())]
+
+
+def test_crash_and_exception_fail_only_their_study(small, tmp_path):
+    out = tmp_path / "out"
+    result = run_batch(small.root, out, job="batch_cohort:chaos", workers=2,
+                       params={"crash": "PAT0070000", "fail": "PAT0070001"})
+    rows = result.summary.drop_duplicates("study").set_index("study")
+    expected = _expected_status(small, out)
+    refs = {r.study_id: r for r in discover_studies(small.root, salt=load_cohort(out)["salt"])}
+    for study, row in rows.iterrows():
+        files = " ".join(refs[study].files)
+        if "PAT0070000" in files:
+            assert row["status"] == "failed" and row["error"].startswith("worker process died (signal SIGSEGV)")
+        elif "PAT0070001" in files:
+            assert row["status"] == "failed"
+            assert row["error"].startswith("RuntimeError: cannot analyse part_a/[redacted]/")  # relative, scrubbed
+            assert "Traceback" in (out / "studies" / study / "error.txt").read_text()
+            assert (out / "studies" / study / "job.log").read_text() == "about to fail\n"
+        else:
+            assert row["status"] == ("ok" if expected[study] == "ok" else "failed")
+    assert "RuntimeError: cannot analyse" in (out / "batch.log").read_text()  # traceback in the log
+    assert result.n_failed == 3
+
+
+def test_resume_key_retry_failed_force_and_parameters(small, tmp_path):
+    out = tmp_path / "out"
+    first = run_batch(small.root, out, job="inspect")
+    assert (first.n_ok, first.n_failed) == (3, 1)
+    ran = []
+    again = run_batch(small.root, out, job="inspect", retry_failed=True, on_study=lambda o: ran.append(o.study_id))
+    assert ran == [s for s, k in _expected_status(small, out).items() if k != "ok"] and again.n_skipped == 3
+    ran.clear()
+    run_batch(small.root, out, job="inspect", force=True, on_study=lambda o: ran.append(o.study_id))
+    assert len(ran) == 4
+    ran.clear()
+    run_batch(small.root, out, job="batch_cohort:chaos", params={"crash": "", "fail": ""},
+              on_study=lambda o: ran.append(o.study_id))
+    assert len(ran) == 4  # another job or other parameters: nothing is reused
+    ran.clear()
+    # a changed input (one instance removed) redoes exactly that study
+    victim = sorted(small.files[small.uids[0]])[0]
+    os.rename(victim, tmp_path / "elsewhere")
+    try:
+        run_batch(small.root, out, job="batch_cohort:chaos", params={"crash": "", "fail": ""},
+                  on_study=lambda o: ran.append(o.study_id))
+    finally:
+        os.rename(tmp_path / "elsewhere", victim)
+    assert len(ran) == 1
+
+
+def test_summary_flattens_the_report_contract(small, tmp_path):
+    out = tmp_path / "out"
+    result = run_batch(small.root, out, job="batch_cohort:contract_job")
+    df = pd.read_parquet(out / "summary.parquet")
+    from batch_cohort import contract_job
+
+    refs = {r.study_id: r for r in discover_studies(small.root, salt=load_cohort(out)["salt"])}
+    for study, rows in df.groupby("study"):
+        report = contract_job(refs[study], None)  # what the job wrote, recomputed
+        right = rows[rows["side"] == "right"].iloc[0]
+        left = rows[rows["side"] == "left"].iloc[0]
+        r = report["sides"]["right"]
+        assert right["status"] == "analysed" and pd.isna(right["error"])
+        assert left["status"] == "failed" and left["error"] == "femur not found"
+        assert [right[f"femoral_head_center_{a}_mm"] for a in "xyz"] == r["femoral_head"]["center_lps_mm"]
+        assert right["femoral_head_radius_mm"] == r["femoral_head"]["radius_mm"]
+        assert right["region_femoral_head_volume_ml"] == r["regions"]["femoral_head"]["volume_ml"]
+        assert right["bme_fraction_femoral_head"] == r["bme"]["fraction"]["femoral_head"]
+        assert right["bme_volume_ml"] == r["bme"]["volume_ml"]
+        assert (right["avn_jic_type"], right["avn_kerboul_angle_deg"]) == ("C1", 210.0)
+        assert pd.isna(right["sif_line_length_mm"]) and right["effusion_ml"] == 3.25
+        assert (right["pattern_label"], right["pattern_score"]) == ("avn_like", 0.75)
+        assert (right["series_fluid"], right["series_t1_kind"]) == ("STIR COR", "t1")
+        assert right["qc_flags"] == "snr_low" and left["qc_flags"] == "snr_low;fat_sat_failed"
+        assert (right["time_load_s"], right["time_segment_s"]) == (0.5, 2.0)
+    assert list(df["side"][:2]) == ["right", "left"] and df["study"].is_monotonic_increasing
+    assert len(df) == 8 and result.n_failed == 0
