@@ -47,20 +47,23 @@ def test_coarse_n4_removes_most_of_a_known_field(biased):
     )
 
 
+@pytest.mark.slow  # the unmasked baseline does not converge: ~15 s (30 s on a loaded machine)
 def test_coarse_n4_is_no_worse_than_the_baseline(biased):
     image, field, body = biased
     _, est = correct_bias(image)
     _, base = correct_bias(image, method="n4_baseline")
     assert ns.residual_bias(field, est, body) <= 1.1 * ns.residual_bias(field, base, body)
+    # the baseline's field is normalized over its (whole-image) mask
+    assert abs(float(np.exp(np.log(sitk.GetArrayFromImage(base)).mean())) - 1.0) < 1e-4
 
 
 def test_field_has_unit_geometric_mean_in_the_mask(biased):
     image, _, _ = biased
     mask = body_mask(image)
-    for method, tol in (("n4_baseline", 1e-4), ("n4_coarse", 0.01)):  # coarse: mean over the coarse samples
-        _, est = correct_bias(image, mask, method=method)
-        inside = sitk.GetArrayFromImage(est)[sitk.GetArrayFromImage(mask) > 0]
-        assert abs(float(np.exp(np.log(inside).mean())) - 1.0) < tol
+    _, est = correct_bias(image, mask)
+    inside = sitk.GetArrayFromImage(est)[sitk.GetArrayFromImage(mask) > 0]
+    # normalized over the mask as sampled on the coarse grid: within 1 % over the full-resolution mask
+    assert abs(float(np.exp(np.log(inside).mean())) - 1.0) < 0.01
 
 
 def test_method_none_is_identity(biased):
