@@ -129,3 +129,18 @@ def test_bad_arguments_are_typed_errors(tmp_path):
         discover_studies(tmp_path / "missing")
     with pytest.raises(ConfigError):
         discover_studies(tmp_path, names="patient_name")
+
+
+def test_parallel_header_scan_finds_the_same_studies(cohort, monkeypatch):
+    import bmepipe.batch.discover as discover
+
+    serial = discover_studies(cohort.root, salt="s")
+    monkeypatch.setattr(discover, "PARALLEL_SCAN_MIN_FILES", 1)
+    assert discover_studies(cohort.root, salt="s", workers=2) == serial
+
+
+def test_scrub_relativizes_paths_and_redacts_identifiers(cohort):
+    ref = next(r for r in discover_studies(cohort.root) if r.study_instance_uid == cohort.uids[0])
+    pid = cohort.patient_ids[ref.study_instance_uid]
+    text = f"{cohort.root}/{pid}/03/IM1: bad pixels of doe^jane00 ({pid.lower()})"
+    assert ref.scrub(text) == "[redacted]/03/IM1: bad pixels of [redacted] ([redacted])"

@@ -19,6 +19,7 @@ import pytest
 
 from batch_cohort import BROKEN, base_studies, make_cohort
 from bmepipe.batch import build_summary, discover_studies, load_cohort, run_batch, study_folders
+from bmepipe.cli import main as cli_main
 
 TESTS = Path(__file__).resolve().parent
 N_STUDIES = 20
@@ -135,6 +136,10 @@ def test_dask_local_cluster_gives_the_same_outputs(cohort, local_run, small, tmp
                       dashboard_address=None) as cluster, Client(cluster) as client:
         result = run_batch(cohort.root, out, job="inspect", client=client)
         assert len({w["host"] for w in client.scheduler_info()["workers"].values()}) == 1
+        # the command line's --scheduler reaches the same cluster
+        code = cli_main(["batch", str(small.root), "-o", str(tmp_path / "cli_out"), "--job", "inspect",
+                         "--scheduler", cluster.scheduler_address, "--no-progress"])
+        assert code == 0 and len(pd.read_csv(tmp_path / "cli_out" / "summary.csv")) == 8
         # the per-study timeout applies on Dask too
         t0 = time.perf_counter()
         slow = run_batch(small.root, tmp_path / "dask_timeout", job="batch_cohort:sleepy", client=client,
@@ -292,3 +297,23 @@ def test_summary_flattens_the_report_contract(small, tmp_path):
         assert (right["time_load_s"], right["time_segment_s"]) == (0.5, 2.0)
     assert list(df["side"][:2]) == ["right", "left"] and df["study"].is_monotonic_increasing
     assert len(df) == 8 and result.n_failed == 0
+
+
+def test_unidentified_dicom_files_become_a_failed_row(tmp_path):
+    root = tmp_path / "root" / "scanner_dump"
+    root.mkdir(parents=True)
+    (root / "x.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"junk" * 5)
+    result = run_batch(tmp_path / "root", tmp_path / "out", job="inspect")
+    assert result.n_failed == 1 and list(result.summary["status"]) == ["failed", "failed"]
+    assert result.summary["error"].str.startswith("1 DICOM file(s) in scanner_dump not attributable").all()
+
+
+def test_cli_dry_run_and_bad_options(small, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli_main(["batch", str(small.root), "-o", str(out), "--job", "inspect", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "4 studies, 4 to run with job inspect" in text and not (out / "studies").exists()
+    assert cli_main(["batch", str(small.root), "-o", str(out), "--job", "no_such_module:f"]) == 2
+    assert "cannot import job" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["batch", str(small.root), "-o", str(out), "--workers", "0"])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -94,6 +95,20 @@ class StudyRef:
     @property
     def n_files(self) -> int:
         return len(self.files)
+
+    def scrub(self, text: Optional[str]) -> Optional[str]:
+        """``text`` with paths made relative to the root and this study's patient identifiers redacted.
+
+        Applied to every message that reaches the batch log, the summary or a
+        DONE.json (error messages name files, and folder names may hold
+        identifiers).
+        """
+        if not text:
+            return text
+        text = text.replace(self.root.rstrip(os.sep) + os.sep, "")
+        for value in self.identifiers:
+            text = re.sub(re.escape(value), "[redacted]", text, flags=re.IGNORECASE)
+        return text
 
 
 @dataclass
@@ -183,11 +198,17 @@ def _identifiers(headers: Sequence[_Header]) -> tuple[str, ...]:
     return tuple(sorted(values, key=lambda v: (-len(v), v)))  # longest first for scrubbing
 
 
+#: Below this many files the header scan stays in this process (pool start-up would cost more than it saves).
+PARALLEL_SCAN_MIN_FILES = 2000
+
+
 def _scan(files: Sequence[str], workers: int) -> list[_Header]:
-    if workers > 1 and len(files) >= 2000:
+    if workers > 1 and len(files) >= PARALLEL_SCAN_MIN_FILES:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
+        # forkserver: never fork a process that may already run threads (Dask client, progress bar)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             headers = list(pool.map(_read_header, files, chunksize=256))
     else:
         headers = [_read_header(f) for f in files]

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .._version import __version__
 from ..errors import ConfigError, OutputError
@@ -158,17 +158,6 @@ def is_finished(out: PathLike, ref: StudyRef, phash: str, *, retry_failed: bool 
     return done.get("status") == "failed" and not retry_failed
 
 
-# ---------------------------------------------------------------------------- privacy of messages
-def _scrub(text: Optional[str], ref: StudyRef) -> Optional[str]:
-    """Paths relative to the root and patient identifiers replaced, before text reaches logs or tables."""
-    if not text:
-        return text
-    text = text.replace(ref.root.rstrip(os.sep) + os.sep, "")
-    for value in ref.identifiers:
-        text = re.sub(re.escape(value), "[redacted]", text, flags=re.IGNORECASE)
-    return text
-
-
 # ---------------------------------------------------------------------------- one study
 def _finalize(partial: Path, final: Path) -> None:
     """Rename ``partial`` onto ``final``, replacing an older result."""
@@ -276,7 +265,7 @@ def run_study(
             if own:
                 slot.close(kill=True)
     status = "ok" if result["ok"] else "failed"
-    error, tb = _scrub(result.get("error"), ref), _scrub(result.get("traceback"), ref)
+    error, tb = ref.scrub(result.get("error")), ref.scrub(result.get("traceback"))
     elapsed = time.perf_counter() - t0
     _write_study(ref, out, partial, status=status, error=error, tb=tb, started=started, elapsed_s=elapsed,
                  job_s=result.get("job_s"), job_name=job_name, phash=phash)
@@ -292,7 +281,7 @@ def _record_failure(ref: StudyRef, out: Path, error: str, job_name: str, phash: 
     studies = out / "studies"
     partial = studies / f"{ref.study_id}.partial-{secrets.token_hex(4)}"
     partial.mkdir(parents=True)
-    error = _scrub(error, ref)
+    error = ref.scrub(error)
     _write_study(ref, out, partial, status="failed", error=error, tb=None,
                  started=datetime.now(timezone.utc).isoformat(timespec="seconds"), elapsed_s=0.0, job_s=None,
                  job_name=job_name, phash=phash)

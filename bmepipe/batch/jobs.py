@@ -121,7 +121,7 @@ def _volume_summaries(ref, out_dir: Path) -> tuple[list[dict], list[str]]:
         }
         for v in study.volumes
     ]
-    return volumes, [s.reason for s in study.skipped]
+    return volumes, [f"{s.path}: {s.reason}" for s in study.skipped]
 
 
 def _volume_summaries_fallback(ref, out_dir: Path) -> tuple[list[dict], list[str]]:
@@ -222,6 +222,9 @@ def inspect_job(ref, out_dir: Path) -> dict:
         volumes, skipped = _volume_summaries(ref, out_dir)
         loader = "bmepipe.io.load_study"
     t_load = time.perf_counter() - t0
+    # messages name files: staged links -> the original files, relative to the root, identifiers redacted
+    base = os.path.commonpath([os.path.dirname(f) for f in ref.files]) if ref.files else ""
+    skipped = [ref.scrub(str(s).replace(str(out_dir / "_input"), base)) for s in skipped]
     fluid, t1 = _pick(volumes, "fluid_sensitive"), _pick(volumes, "t1")
     if fluid is None:
         why = f" (set aside: {skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else ""
