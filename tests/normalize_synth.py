@@ -124,6 +124,21 @@ def residual_bias(true_field: np.ndarray, estimated: sitk.Image, region: np.ndar
     return float(r.std() / r.mean())
 
 
+CORONAL = (1, 0, 0, 0, 0, 1, 0, -1, 0)  # DICOM coronal: row direction +x, column direction -z, normal +y (LPS)
+
+
+def volume(image: sitk.Image, kind: str = "t1", frame: str = "1.2.3.7"):
+    """A bmepipe.io Volume around ``image`` with minimal metadata (sequence kind, frame of reference)."""
+    from bmepipe.io.types import Volume, VolumeMeta
+
+    meta = VolumeMeta(
+        series_instance_uid=f"1.2.3.{len(kind)}", series_description=kind,
+        sequence_class="t1" if kind == "t1" else "fluid_sensitive", sequence_kind=kind, sequence_reason="test",
+        sequence_confidence=1.0, plane="coronal", frame_of_reference_uid=frame,
+    )
+    return Volume(image=image, meta=meta)
+
+
 # --------------------------------------------------------------------------- bmepipe.phantom helpers
 def phantom_image(series) -> sitk.Image:
     """A phantom SimulatedSeries as a SimpleITK image (LPS geometry from the phantom)."""

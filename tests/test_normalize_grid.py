@@ -8,19 +8,13 @@ import SimpleITK as sitk
 
 import normalize_synth as ns
 from bmepipe.errors import ConfigError, NoOverlapError
-from bmepipe.io.types import Volume, VolumeMeta
 from bmepipe.normalize import resample_to_reference
 
-CORONAL = (1, 0, 0, 0, 0, 1, 0, -1, 0)  # DICOM coronal: row direction +x, column direction -z, normal +y (LPS)
+CORONAL = ns.CORONAL
 
 
 def volume(image, frame, kind="t1"):
-    meta = VolumeMeta(
-        series_instance_uid=f"1.2.3.{kind}", series_description=kind,
-        sequence_class="t1" if kind == "t1" else "fluid_sensitive", sequence_kind=kind, sequence_reason="test",
-        sequence_confidence=1.0, plane="coronal", frame_of_reference_uid=frame,
-    )
-    return Volume(image=image, meta=meta)
+    return ns.volume(image, kind, frame)
 
 
 def rigid(rx_deg, ry_deg, rz_deg, t_mm):

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import normalize_synth as ns
 from bmepipe.normalize import assess_quality, coverage_flag
 
-CORONAL = (1, 0, 0, 0, 0, 1, 0, -1, 0)  # DICOM coronal: row direction +x, column direction -z, normal +y
+CORONAL = ns.CORONAL
 FAT, MARROW = ns.TISSUES["fat"][0], ns.TISSUES["marrow"][0]
 
 

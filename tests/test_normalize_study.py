@@ -12,19 +12,10 @@ from scipy import ndimage
 
 import normalize_synth as ns
 from bmepipe.errors import SeriesSelectionError
-from bmepipe.io.types import Volume, VolumeMeta
 from bmepipe.normalize import normalize_study
 
-CORONAL = (1, 0, 0, 0, 0, 1, 0, -1, 0)
-
-
-def volume(image, kind, frame="1.2.3.7"):
-    meta = VolumeMeta(
-        series_instance_uid=f"1.2.3.{len(kind)}", series_description=kind,
-        sequence_class="t1" if kind == "t1" else "fluid_sensitive", sequence_kind=kind, sequence_reason="test",
-        sequence_confidence=1.0, plane="coronal", frame_of_reference_uid=frame,
-    )
-    return Volume(image=image, meta=meta)
+CORONAL = ns.CORONAL
+volume = ns.volume
 
 
 def test_normalize_study_chains_every_step():
