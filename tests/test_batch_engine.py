@@ -317,3 +317,20 @@ def test_cli_dry_run_and_bad_options(small, tmp_path, capsys):
     assert "cannot import job" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["batch", str(small.root), "-o", str(out), "--workers", "0"])
+
+
+def test_finalize_replaces_an_older_result_and_never_loses_it(tmp_path):
+    from bmepipe.batch.engine import _finalize
+    from bmepipe.errors import OutputError
+
+    final = tmp_path / "S1"
+    final.mkdir()
+    (final / "DONE.json").write_text("old")
+    partial = tmp_path / "S1.partial-0123abcd"
+    partial.mkdir()
+    (partial / "DONE.json").write_text("new")
+    _finalize(partial, final)
+    assert (final / "DONE.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["S1"]
+    with pytest.raises(OutputError, match="vanished"):  # e.g. removed by a newer run: the result stays
+        _finalize(tmp_path / "S1.partial-deadbeef", final)
+    assert (final / "DONE.json").read_text() == "new"

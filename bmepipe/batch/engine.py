@@ -19,6 +19,7 @@ at any moment therefore loses at most the studies that were running.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ import shutil
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
@@ -88,6 +89,7 @@ class BatchResult:
     n_ok: int
     n_failed: int
     elapsed_s: float
+    phases_s: dict = field(default_factory=dict)  # discover, run, summary
 
     @property
     def summary_csv(self) -> Path:
@@ -160,23 +162,29 @@ def is_finished(out: PathLike, ref: StudyRef, phash: str, *, retry_failed: bool 
 
 # ---------------------------------------------------------------------------- one study
 def _finalize(partial: Path, final: Path) -> None:
-    """Rename ``partial`` onto ``final``, replacing an older result."""
+    """Rename ``partial`` onto ``final``, replacing an older result; never loses the older one on failure."""
     for _ in range(10):  # another attempt of the same study may be finishing at the same moment
-        old = final.with_name(f"{final.name}.old-{secrets.token_hex(4)}")
-        moved = False
-        try:
-            os.rename(final, old)
-            moved = True
-        except FileNotFoundError:
-            pass
         try:
             os.rename(partial, final)
             return
-        except OSError:
+        except FileNotFoundError:
+            raise OutputError("unfinished study folder vanished (removed by another run?)", partial) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise OutputError(f"cannot move the finished study into place ({exc.strerror})", final) from exc
+        old = final.with_name(f"{final.name}.old-{secrets.token_hex(4)}")
+        try:
+            os.rename(final, old)
+        except FileNotFoundError:
             continue
-        finally:
-            if moved:
-                shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(partial, final)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rename(old, final)  # put the previous result back
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+        return
     raise OutputError("cannot move the finished study into place", final)
 
 
@@ -247,8 +255,7 @@ def run_study(
     out = Path(out)
     studies = out / "studies"
     studies.mkdir(parents=True, exist_ok=True)
-    for stale in studies.glob(f"{glob_escape(ref.study_id)}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    # each attempt writes its own folder; left-overs of killed attempts are removed by run_batch
     partial = studies / f"{ref.study_id}.partial-{secrets.token_hex(4)}"
     partial.mkdir()
     phash = phash or params_hash(job_name)
@@ -270,10 +277,6 @@ def run_study(
     _write_study(ref, out, partial, status=status, error=error, tb=tb, started=started, elapsed_s=elapsed,
                  job_s=result.get("job_s"), job_name=job_name, phash=phash)
     return StudyOutcome(ref.study_id, status, error, elapsed, tb)
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _record_failure(ref: StudyRef, out: Path, error: str, job_name: str, phash: str) -> StudyOutcome:
@@ -470,10 +473,13 @@ def run_batch(
         with _batch_log(out / "batch.log"):
             mode = f"dask {client.scheduler.address}" if client is not None else f"{workers} local worker(s)"
             log.info("batch start: bmepipe %s, job %s, %s, timeout %s s", __version__, job_name, mode, timeout_s)
+            t_phase = time.perf_counter()
             refs = discover_studies(root, salt=cohort["salt"], names=names, exclude=[out],
                                     workers=int(workers) if client is None else 1)
+            phases = {"discover": time.perf_counter() - t_phase}
             todo = [r for r in refs if force or not is_finished(out, r, phash, retry_failed=retry_failed)]
             n_skipped = len(refs) - len(todo)
+            _remove_temporaries(out)  # studies left unfinished by a killed run
             log.info("%d studies found, %d finished earlier, %d to run", len(refs), n_skipped, len(todo))
             counts = {"ok": 0, "failed": 0}
             bar = tqdm(total=len(todo), unit="study", desc="bmepipe batch", disable=None if progress is None
@@ -492,6 +498,7 @@ def run_batch(
                 if on_study is not None:
                     on_study(outcome)
 
+            t_phase = time.perf_counter()
             try:
                 if client is not None:
                     _run_dask(todo, out, func, job_name, phash, timeout_s, max_studies_per_process, client, done)
@@ -504,15 +511,20 @@ def run_batch(
                 raise KeyboardInterrupt from None
             finally:
                 bar.close()
+            phases["run"] = time.perf_counter() - t_phase
+            t_phase = time.perf_counter()
             _remove_temporaries(out)
             summary = build_summary(out, study_ids=[r.study_id for r in refs])
             write_summary(summary, out)
+            phases["summary"] = time.perf_counter() - t_phase
             elapsed = time.perf_counter() - t0
-            log.info("batch end: %d run (%d failed), %d skipped, %.1f s", counts["ok"] + counts["failed"],
-                     counts["failed"], n_skipped, elapsed)
+            log.info("batch end: %d run (%d failed), %d skipped, %.1f s (discover %.1f s, run %.1f s, summary %.1f s)",
+                     counts["ok"] + counts["failed"], counts["failed"], n_skipped, elapsed, phases["discover"],
+                     phases["run"], phases["summary"])
     finally:
         if own_client is not None:
             own_client.close()
-    n_failed_total = int(sum(_read_done(out / "studies" / r.study_id).get("status") == "failed" for r in refs))
+    n_failed_total = int(sum((_read_done(out / "studies" / r.study_id) or {}).get("status") != "ok" for r in refs))
     return BatchResult(out=out, job=job_name, summary=summary, n_studies=len(refs), n_skipped=n_skipped,
-                       n_ok=len(refs) - n_failed_total, n_failed=n_failed_total, elapsed_s=elapsed)
+                       n_ok=len(refs) - n_failed_total, n_failed=n_failed_total, elapsed_s=elapsed,
+                       phases_s={k: round(v, 4) for k, v in phases.items()})
