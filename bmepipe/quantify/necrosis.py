@@ -1,0 +1,211 @@
+"""AVN evidence: the demarcated subchondral segment, its extent, location, angles and collapse.
+
+The necrotic segment of osteonecrosis is bordered by a low-signal band on T1
+(JIC diagnostic criterion "low-intensity band on T1", Sugano et al., J Orthop Sci
+2002;7:601 via clinical.md) with a high-signal inner rim on fluid-sensitive
+images (double-line sign, Mitchell et al., Radiology 1987;162:709). On every ray
+from the head centre (:mod:`bmepipe.quantify.headframe`) the band is a T1 dip:
+darker than normal fatty marrow by ``band_t1_drop`` with brighter T1 on both
+sides, deeper than ``band_min_depth_mm`` below the surface (AVN bands are deep,
+SIF bands shallow: depth-of-band study, clinical.md section 3). The reactive
+interface is a smooth cap, so a sphere is fitted robustly to the dip points; the
+segment is the femoral head inside it (its reactive border included, as in
+regions.md). Then:
+
+* necrotic extent = segment volume / femoral head volume x 100, ARCO groups
+  A < 15 %, B 15-30 %, C > 30 % (ARCO table, clinical.md section 4);
+* JIC type on the mid-coronal great circle against the weight-bearing portion
+  from 45 degrees medial to the lateral acetabular edge, in thirds (Sugano 2002);
+* modified Kerboul combined necrotic angle = coronal + sagittal arc of the
+  segment on the head sphere (Ha et al., J Bone Joint Surg Am 2006;88 Suppl 3:35),
+  grades < 200, 200-249, 250-299, >= 300 degrees;
+* collapse = largest inward deviation of the articular surface from the fitted
+  sphere in the weight-bearing portion (regions.md), ARCO IIIA <= 2 mm, IIIB > 2 mm
+  (Yoon et al., J Arthroplasty 2020, ARCO 2019).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from .headframe import HeadFrame
+from .params import QuantifyParams
+
+__all__ = ["find_necrotic_segment", "fit_sphere", "jic_type", "kerboul_grade", "arco_extent_group",
+           "collapse_depth_mm", "acetabular_edge_deg", "arc_angles_deg"]
+
+#: Modified Kerboul grade lower bounds (degrees), Ha et al. 2006 (clinical.md section 4).
+KERBOUL_GRADES = (200.0, 250.0, 300.0)
+#: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
+ARCO_EXTENT = (15.0, 30.0)
+
+
+def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere ``|p - c| = r`` through ``points`` (N >= 4), algebraic fit."""
+    a = np.column_stack([2 * points, np.ones(len(points))])
+    b = (points ** 2).sum(axis=1)
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    c = sol[:3]
+    return c, float(np.sqrt(max(sol[3] + c @ c, 0.0)))
+
+
+def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, n_iter: int = 300):
+    best = None
+    n = len(points)
+    for _ in range(n_iter):
+        idx = rng.choice(n, 4, replace=False)
+        try:
+            c, r = fit_sphere(points[idx])
+        except np.linalg.LinAlgError:
+            continue
+        inl = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
+        if best is None or inl.sum() > best.sum():
+            best = inl
+    if best is None or best.sum() < 4:
+        return None
+    for _ in range(3):  # refine on the inliers
+        c, r = fit_sphere(points[best])
+        best = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
+    return c, r, best
+
+
+def _dips(t1: np.ndarray, valid: np.ndarray, t1_normal: float, params: QuantifyParams) -> np.ndarray:
+    """Index of the band (T1 dip) on every ray, -1 where none (``t1``: (rays, n_r))."""
+    t = np.where(valid, t1, np.inf)
+    k = np.argmin(t, axis=1)
+    tmin = t[np.arange(len(t)), k]
+    n_r = t1.shape[1]
+    r_idx = np.arange(n_r)[None, :]
+    before = np.where(valid & (r_idx < k[:, None]), t1, -np.inf).max(axis=1)
+    after = np.where(valid & (r_idx > k[:, None]), t1, -np.inf).max(axis=1)
+    rise = params.band_t1_rise * t1_normal
+    ok = (tmin < (1 - params.band_t1_drop) * t1_normal) & (before - tmin >= rise) & (after - tmin >= rise)
+    return np.where(ok, k, -1)
+
+
+def arc_angles_deg(center_local: np.ndarray, radius: float, R: float, plane: str,
+                   neck_local: Optional[np.ndarray] = None, d1: Optional[float] = None, step: float = 0.5):
+    """Angles (deg from superior, + lateral or + anterior) of head-sphere points inside the fitted ball."""
+    alpha = np.arange(-180.0, 180.0, step)
+    a = np.radians(alpha)
+    q = np.zeros((len(a), 3))
+    q[:, 2] = np.cos(a)
+    q[:, 0 if plane == "coronal" else 1] = np.sin(a)
+    p = R * q
+    inside = np.linalg.norm(p - center_local, axis=1) < radius
+    if neck_local is not None and d1 is not None:
+        inside &= p @ neck_local < d1  # on the head side of P1
+    return alpha, inside
+
+
+def jic_type(alpha: np.ndarray, inside: np.ndarray, edge_deg: float, medial_deg: float = -45.0) -> Optional[str]:
+    """JIC type from the mid-coronal arc (Sugano et al. 2002): thirds of the weight-bearing portion from medial."""
+    wb = (alpha >= medial_deg) & (alpha <= edge_deg)
+    if not (inside & wb).any():
+        return None
+    lat_end = float(alpha[inside & (np.abs(alpha) < 90)].max())
+    third = (edge_deg - medial_deg) / 3.0
+    if lat_end <= medial_deg + third:
+        return "A"
+    if lat_end <= medial_deg + 2 * third:
+        return "B"
+    return "C1" if lat_end <= edge_deg else "C2"
+
+
+def kerboul_grade(angle_deg: Optional[float]) -> Optional[int]:
+    """Modified Kerboul grade 1-4 of a combined necrotic angle (Ha et al. 2006)."""
+    if angle_deg is None:
+        return None
+    return 1 + int(np.searchsorted(KERBOUL_GRADES, angle_deg, side="right"))
+
+
+def arco_extent_group(extent_pct: Optional[float]) -> Optional[str]:
+    """ARCO extent group A (< 15 %), B (15-30 %), C (> 30 %) of the femoral head."""
+    if extent_pct is None:
+        return None
+    return "A" if extent_pct < ARCO_EXTENT[0] else "B" if extent_pct <= ARCO_EXTENT[1] else "C"
+
+
+def collapse_depth_mm(side_seg, half_angle_deg: float) -> Optional[float]:
+    """Largest inward deviation (mm, >= 0) of the articular surface in the weight-bearing cone."""
+    pts, dev = side_seg.surface_points_lps_mm, side_seg.surface_deviation_mm
+    if pts is None or dev is None or side_seg.head_center_lps_mm is None:
+        return None
+    d = np.asarray(pts, float) - np.asarray(side_seg.head_center_lps_mm, float)
+    cosang = d[:, 2] / np.maximum(np.linalg.norm(d, axis=1), 1e-9)
+    cone = cosang >= np.cos(np.radians(half_angle_deg))
+    if not cone.any():
+        return None
+    return float(max(0.0, -float(np.min(np.asarray(dev, float)[cone]))))
+
+
+def acetabular_edge_deg(frame: HeadFrame, acetabulum_rays: Optional[np.ndarray], default: float = 45.0) -> float:
+    """Lateral acetabular edge on the mid-coronal circle: largest lateral angle whose ray meets the acetabulum.
+
+    ``acetabulum_rays`` is the acetabulum mask sampled along the rays (theta, phi, r);
+    rays of the lateral half-meridian (phi = 0) between R and R + 15 mm count.
+    """
+    if acetabulum_rays is None:
+        return default
+    rsel = (frame.r_mm >= frame.radius_mm) & (frame.r_mm <= frame.radius_mm + 15.0)
+    hit = (acetabulum_rays[:, 0, :][:, rsel] >= 0.5).any(axis=1)
+    if not hit.any():
+        return default
+    return float(frame.theta_deg[hit].max())
+
+
+def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np.ndarray,
+                          head_rays: np.ndarray, t1_normal: Optional[float], params: QuantifyParams,
+                          seed: int = 0) -> Optional[dict]:
+    """Fit the necrotic segment's border on the rays; None when no band is found.
+
+    Returns
+    -------
+    dict or None
+        ``center_local`` (fitted ball centre relative to the head centre, in the
+        frame's (u, a, w) axes, mm), ``radius_mm``, ``band_points`` (N, 3) local,
+        ``band_depth_mm`` (median depth of the band below the sphere),
+        ``double_line_contrast`` (median fluid-sensitive rim-minus-band contrast).
+    """
+    if t1_rays is None or t1_normal is None or not np.isfinite(t1_normal):
+        return None
+    R = frame.radius_mm
+    n_th, n_ph, n_r = t1_rays.shape
+    t1 = ndimage.gaussian_filter1d(t1_rays, 1.0 / (frame.r_mm[1] - frame.r_mm[0]), axis=2)
+    depth = R - frame.r_mm
+    valid = (head_rays >= 0.5) & (depth >= 2.0)[None, None, :] & (frame.r_mm >= 2.0)[None, None, :]
+    k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
+    deep = (k >= 0) & (depth[np.maximum(k, 0)] >= params.band_min_depth_mm)
+    if deep.sum() < 8:
+        return None
+    dirs = np.stack(np.meshgrid(np.radians(frame.theta_deg), np.radians(frame.phi_deg), indexing="ij"), axis=-1)
+    th, ph = dirs[..., 0][deep], dirs[..., 1][deep]
+    q = np.column_stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)])
+    r_band = frame.r_mm[k[deep]]
+    pts = q * r_band[:, None]
+    fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed))
+    if fit is None:
+        return None
+    c, rho, inl = fit
+    area = float(frame.solid_angle_deg2()[deep][inl].sum())
+    if area < params.necrosis_min_area_deg2 or not 0.4 * R <= rho <= 3.0 * R:
+        return None
+    # double line: bright rim just outside the dark band (towards the segment) on the fluid image
+    f = fluid_rays[deep][inl]
+    kk = k[deep][inl]
+    step = frame.r_mm[1] - frame.r_mm[0]
+    w = int(round(3.0 / step))
+    contrast = []
+    for fr, ki in zip(f, kk):
+        lo, hi = max(ki - w, 0), min(ki + w + 1, n_r)
+        seg = fr[lo:hi]
+        contrast.append(seg[int(np.argmax(seg)):].max() - seg[:int(np.argmax(seg)) + 1].min())
+    return {
+        "center_local": c, "radius_mm": rho + params.necrosis_border_mm, "band_points": pts[inl],
+        "band_depth_mm": float(np.median(R - r_band[inl])),
+        "double_line_contrast": float(np.median(contrast)) if contrast else None,
+        "band_area_deg2": area,
+    }

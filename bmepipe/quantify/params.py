@@ -1,0 +1,185 @@
+"""Every number the quantification uses, as one serializable parameter set.
+
+Sources: ``shared/reference/regions.md`` (definitions), ``clinical.md`` (staging
+cut-offs) and the phantom tuning suite (``bmepipe.phantom.make_suite(24, seed=11,
+small=True)``; tests use seed 22 and the benchmark reports seed 33 by default).
+A value marked [tuned] was chosen on the tuning suite only; [approx] means
+commonly cited but not confirmed (clinical.md); [src] means confirmed in the
+named source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from bmepipe.errors import ConfigError
+
+__all__ = ["QuantifyParams", "TUNING_SUITE"]
+
+#: The phantom suite the [tuned] values were chosen on: make_suite(n, seed, small=True).
+TUNING_SUITE = {"n_cases": 24, "seed": 11, "small": True}
+
+
+@dataclass(frozen=True)
+class QuantifyParams:
+    """Thresholds and settings of :func:`bmepipe.quantify.quantify_hips` (lengths in mm, volumes in ml).
+
+    Signal levels are standardized intensities (skeletal muscle = 1.0, see
+    :mod:`bmepipe.normalize.standardize`).
+
+    Parameters
+    ----------
+    bme_edema_fraction : float
+        A marrow voxel is BME when its edema-equivalent fraction e (share of the
+        voxel's marrow replaced by edema water, estimated from the signal) is at
+        least this: 0.3, the regions.md convention shared with the phantom truth.
+    edema_signal_fluid : float
+        Standardized fluid-sensitive signal of pure edema water (e = 1). STIR,
+        T2-FS and PD-FS bone-marrow edema is 2-5x brighter than muscle at 1.5 and
+        3 T (mr_physics.md relaxation tables [approx]); [tuned] on the tuning suite.
+    edema_signal_t1 : float
+        Standardized T1 signal of pure edema water: a little brighter than muscle on
+        T1 TSE (longer T1 but higher proton density) [approx; tuned].
+    edema_pv_factor : float
+        Multiplies the signal-equation estimate of pure edema
+        (:mod:`bmepipe.quantify.calibration`) for the partial volume of clinical
+        voxels; with sequence headers it replaces ``edema_signal_fluid`` [tuned].
+    t1_support_fraction : float
+        Where a T1 series exists, a BME voxel's T1 must also be lowered by at least
+        this edema-equivalent fraction (low T1 signal of edematous marrow,
+        clinical.md section 2; rejects fat left bright by failed fat suppression) [tuned].
+    min_edema_contrast : float
+        When pure edema is expected less than this above normal marrow on the
+        fluid-sensitive image (fat left bright by failed fat suppression,
+        mr_physics.md section 3), BME is measured on T1 alone [tuned].
+    normal_marrow_percentile_fluid : float
+        Normal-appearing marrow level = this percentile of the fluid-sensitive
+        signal of the femoral marrow of both hips (most marrow is normal even in
+        TOH, which rarely reaches the shaft) [tuned].
+    normal_marrow_percentile_t1 : float
+        Normal (fatty) marrow T1 level = this percentile of the T1 signal in the
+        femoral marrow of both hips [tuned].
+    bme_smoothing_mm : float
+        Gaussian sigma (in-plane, mm) applied to the edema estimate before
+        thresholding (noise at SNR 8) [tuned].
+    bme_min_component_ml : float
+        Connected BME components smaller than this are dropped as noise [tuned].
+    bme_present_ml : float
+        BME is reported present from this volume on [tuned; no literature cut-off,
+        clinical.md section 5].
+    bme_diffuse_fraction : float
+        BME covering at least this fraction of the head+neck marrow is "diffuse";
+        less is "focal" (TOH diffuse vs focal AVN/SIF, clinical.md section 2) [tuned].
+    margin_ill_defined_mm : float
+        BME fronts wider (10-90 %) than this are "ill-defined" (TOH), narrower
+        ones "sharp" (clinical.md section 2) [tuned].
+    subchondral_depth_mm : float
+        Depth of the subchondral zone (regions.md: 5 mm).
+    band_t1_drop : float
+        A T1 dip deeper than this fraction of normal marrow T1 counts as a
+        low-signal band (JIC criterion "low-intensity band on T1", clinical.md) [tuned].
+    band_t1_rise : float
+        ... and T1 at least this fraction of normal marrow T1 brighter on both sides
+        of the dip (a band, not the edge of diffuse edema) [tuned].
+    band_min_depth_mm : float
+        The necrotic band lies deeper than this below the articular surface
+        (AVN bands are deep, mean 15.4 mm, vs SIF 1.6 mm: depth-of-band study,
+        clinical.md section 3) [tuned].
+    necrosis_border_mm : float
+        The fitted band surface (centre of the T1 dip) is moved this far outwards
+        so that the segment includes its whole reactive border, as regions.md
+        defines the necrotic extent [tuned].
+    necrosis_min_area_deg2 : float
+        Smallest footprint (solid angle, square degrees on the head sphere) of a
+        necrotic segment [tuned].
+    necrosis_present_pct : float
+        A segment is reported present from this % of the head volume on [tuned].
+    double_line_contrast : float
+        Inner high-signal rim on the fluid-sensitive image: standardized signal
+        inside the band at least this much above the band itself (Mitchell et al.,
+        Radiology 1987;162:709: double-line sign) [tuned].
+    line_max_depth_mm : float
+        Subchondral lines are searched from the surface down to this depth (SIF band
+        depth ~1.6 mm, clinical.md section 3; regions.md subchondral zone 5 mm).
+    line_min_length_mm : float
+        Shorter lines are not reported [tuned].
+    line_min_thickness_mm : float
+        Rays whose excess signal deficit corresponds to a thinner dark layer do not
+        belong to the line [tuned].
+    vande_berg_thickness_mm, vande_berg_length_mm : float
+        A subchondral low-signal line thicker than 4 mm or longer than 12.5 mm
+        pointed to an irreversible lesion in idiopathic BME of the femoral head
+        (Vande Berg et al., Radiology 1999;212:527; the reference notes say the
+        figures and ">" vs ">=" still need checking against the original, so they
+        are parameters; implemented as ">").
+    collapse_min_mm : float
+        Smallest surface depression counted as collapse (measurement noise) [tuned].
+    arco_iiib_collapse_mm : float
+        ARCO 2019: stage IIIA depression <= 2 mm, IIIB > 2 mm (Yoon et al.,
+        J Arthroplasty 2020, doi 10.1016/j.arth.2019.11.029) [src].
+    effusion_pv_factor : float
+        Multiplies the signal-equation estimate of joint fluid (partial volume) [tuned].
+    effusion_signal : float
+        Standardized fluid-sensitive signal of joint fluid; a joint-space voxel's
+        fluid share is its signal between muscle (1.0) and this [approx; tuned].
+    effusion_min_fraction : float
+        Joint-space voxels with a smaller fluid share are ignored (noise) [tuned].
+    weight_bearing_half_angle_deg : float
+        Weight-bearing cone half-angle around superior (regions.md: 45 degrees).
+    """
+
+    bme_edema_fraction: float = 0.3
+    edema_signal_fluid: float = 3.0
+    edema_signal_t1: float = 1.3
+    edema_pv_factor: float = 0.9
+    t1_support_fraction: float = 0.1
+    min_edema_contrast: float = 1.0
+    normal_marrow_percentile_fluid: float = 25.0
+    normal_marrow_percentile_t1: float = 80.0
+    bme_smoothing_mm: float = 1.0
+    bme_min_component_ml: float = 0.1
+    bme_present_ml: float = 1.0
+    bme_diffuse_fraction: float = 0.4
+    margin_ill_defined_mm: float = 6.0
+    subchondral_depth_mm: float = 5.0
+    band_t1_drop: float = 0.25
+    band_t1_rise: float = 0.15
+    band_min_depth_mm: float = 4.0
+    necrosis_border_mm: float = 2.0
+    necrosis_min_area_deg2: float = 150.0
+    necrosis_present_pct: float = 3.0
+    double_line_contrast: float = 0.3
+    line_max_depth_mm: float = 5.0
+    line_min_length_mm: float = 4.0
+    line_min_thickness_mm: float = 0.8
+    vande_berg_thickness_mm: float = 4.0
+    vande_berg_length_mm: float = 12.5
+    collapse_min_mm: float = 0.5
+    arco_iiib_collapse_mm: float = 2.0
+    effusion_pv_factor: float = 0.9
+    effusion_signal: float = 6.0
+    effusion_min_fraction: float = 0.25
+    weight_bearing_half_angle_deg: float = 45.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
+                raise ConfigError(f"quantify parameter {f.name} must be a number, got {v!r}")
+        if not 0 < self.bme_edema_fraction < 1:
+            raise ConfigError("bme_edema_fraction must be in (0, 1)")
+        if self.edema_signal_fluid <= 1 or self.effusion_signal <= 1:
+            raise ConfigError("edema_signal_fluid and effusion_signal must exceed muscle (1.0)")
+
+    def to_dict(self) -> dict:
+        """Plain dict of every parameter (for the report's ``parameters.quantify``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, table: dict) -> "QuantifyParams":
+        """Build from a dict or TOML table; unknown keys are an error, missing keys keep defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(table) - known
+        if unknown:
+            raise ConfigError(f"unknown quantify parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in table.items()})
