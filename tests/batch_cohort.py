@@ -177,3 +177,8 @@ def contract_job(ref, out_dir):
         "timings_s": {"load": 0.5, "segment": 2.0},
         "software": {"version": "test"},
     }
+
+
+def process_info(ref, out_dir):
+    """Which process ran the study, with which thread limit."""
+    return {"pid": os.getpid(), "ppid": os.getppid(), "omp": os.environ.get("OMP_NUM_THREADS")}

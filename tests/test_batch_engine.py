@@ -334,3 +334,17 @@ def test_finalize_replaces_an_older_result_and_never_loses_it(tmp_path):
     with pytest.raises(OutputError, match="vanished"):  # e.g. removed by a newer run: the result stays
         _finalize(tmp_path / "S1.partial-deadbeef", final)
     assert (final / "DONE.json").read_text() == "new"
+
+
+def _process_infos(out: Path) -> list[dict]:
+    return [json.loads((p / "report.json").read_text()) for p in study_folders(out)]
+
+
+def test_worker_processes_are_separate_reused_recycled_and_thread_limited(small, tmp_path):
+    reused = _process_infos(run_batch(small.root, tmp_path / "a", job="batch_cohort:process_info",
+                                      threads_per_study=1).out)
+    assert len({i["pid"] for i in reused}) == 1 and reused[0]["pid"] != os.getpid()
+    assert {i["omp"] for i in reused} == {"1"}
+    recycled = _process_infos(run_batch(small.root, tmp_path / "b", job="batch_cohort:process_info",
+                                        max_studies_per_process=1, threads_per_study=3).out)
+    assert len({i["pid"] for i in recycled}) == 4 and {i["omp"] for i in recycled} == {"3"}

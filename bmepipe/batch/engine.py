@@ -293,7 +293,7 @@ def _record_failure(ref: StudyRef, out: Path, error: str, job_name: str, phash: 
 
 # ---------------------------------------------------------------------------- executors
 def _run_local(todo: list[StudyRef], out: Path, job: Callable, job_name: str, phash: str,
-               timeout_s: Optional[float], workers: int, max_studies: Optional[int],
+               timeout_s: Optional[float], workers: int, slot_options: dict,
                on_done: Callable[[StudyOutcome], None]) -> None:
     """``workers`` threads, each driving its own worker process (threads only wait; processes compute)."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -306,7 +306,7 @@ def _run_local(todo: list[StudyRef], out: Path, job: Callable, job_name: str, ph
     def task(ref: StudyRef) -> StudyOutcome:
         slot = getattr(local, "slot", None)
         if slot is None:
-            slot = local.slot = WorkerSlot(max_studies, stop)
+            slot = local.slot = WorkerSlot(stop=stop, **slot_options)
             with lock:
                 slots.append(slot)
         return run_study(ref, out, job, job_name=job_name, phash=phash, timeout_s=timeout_s, slot=slot)
@@ -330,22 +330,22 @@ _dask_local = threading.local()
 
 
 def _dask_study(ref: StudyRef, out: str, job: Callable, job_name: str, phash: str,
-                timeout_s: Optional[float], max_studies: Optional[int]) -> StudyOutcome:
+                timeout_s: Optional[float], slot_options: dict) -> StudyOutcome:
     """The Dask task: the same :func:`run_study`, with one worker process per Dask worker thread."""
     slot = getattr(_dask_local, "slot", None)
     if slot is None:
-        slot = _dask_local.slot = WorkerSlot(max_studies)
+        slot = _dask_local.slot = WorkerSlot(**slot_options)
     return run_study(ref, out, job, job_name=job_name, phash=phash, timeout_s=timeout_s, slot=slot)
 
 
 def _run_dask(todo: list[StudyRef], out: Path, job: Callable, job_name: str, phash: str,
-              timeout_s: Optional[float], max_studies: Optional[int], client,
+              timeout_s: Optional[float], slot_options: dict, client,
               on_done: Callable[[StudyOutcome], None]) -> None:
     from distributed import as_completed
 
     run = secrets.token_hex(4)
     futures = {
-        client.submit(_dask_study, ref, str(out), job, job_name, phash, timeout_s, max_studies,
+        client.submit(_dask_study, ref, str(out), job, job_name, phash, timeout_s, slot_options,
                       pure=False, key=f"bmepipe-batch-{run}-{ref.study_id}"): ref
         for ref in todo
     }
@@ -402,6 +402,7 @@ def run_batch(
     force: bool = False,
     progress: Optional[bool] = False,
     max_studies_per_process: Optional[int] = 50,
+    threads_per_study: Optional[int] = 1,
     on_study: Optional[Callable[[StudyOutcome], None]] = None,
 ) -> BatchResult:
     """Analyse every study under ``root`` into ``out``; resumable and failure-isolated.
@@ -436,6 +437,10 @@ def run_batch(
         Progress bar with ETA on stderr; ``None``: only when stderr is a terminal.
     max_studies_per_process : int or None
         Replace each worker process after this many studies (bounds memory growth).
+    threads_per_study : int or None
+        Thread limit of the numerical libraries inside each study's process
+        (default 1: the batch is parallel across studies; use ``workers`` ~ cores).
+        ``None`` leaves the libraries' defaults.
     on_study : callable, optional
         Called in this process with each :class:`StudyOutcome` as it finishes.
 
@@ -463,6 +468,7 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     func, job_name = resolve_job(job, params)
     phash = params_hash(job_name, params)
+    slot_options = {"max_studies": max_studies_per_process, "threads": threads_per_study}
     cohort = load_cohort(out)
     own_client = None
     if isinstance(client, str):
@@ -501,10 +507,9 @@ def run_batch(
             t_phase = time.perf_counter()
             try:
                 if client is not None:
-                    _run_dask(todo, out, func, job_name, phash, timeout_s, max_studies_per_process, client, done)
+                    _run_dask(todo, out, func, job_name, phash, timeout_s, slot_options, client, done)
                 else:
-                    _run_local(todo, out, func, job_name, phash, timeout_s, int(workers),
-                               max_studies_per_process, done)
+                    _run_local(todo, out, func, job_name, phash, timeout_s, int(workers), slot_options, done)
             except (KeyboardInterrupt, Interrupted):
                 log.warning("interrupted after %d of %d studies; unfinished ones will be redone",
                             counts["ok"] + counts["failed"], len(todo))

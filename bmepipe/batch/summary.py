@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
 from ..io.atomic import atomic_path, atomic_write_text
+from ..report.schema import lookup as _get
 from .engine import DONE_NAME, study_folders
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,14 +63,6 @@ _SCALARS = [  # (column, dotted path inside sides.<side>)
 ]
 _TEXT = {"study", "patient", "side", "status", "error", "job", "series_fluid", "series_fluid_kind", "series_t1",
          "series_t1_kind", "avn_jic_type", "pattern_label", "qc_flags", "software_version"}
-
-
-def _get(obj: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(obj, Mapping):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _read_json(path: Path) -> tuple[Optional[dict], Optional[str]]:

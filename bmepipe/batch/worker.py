@@ -34,6 +34,11 @@ from typing import Any, Callable, Optional
 __all__ = ["WorkerSlot", "Interrupted", "one_line_error"]
 
 
+#: Environment variables that cap the threads of numerical libraries (read when they initialise).
+THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                          "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+
+
 class Interrupted(Exception):
     """The batch was stopped while a study was running (the study stays unfinished)."""
 
@@ -72,13 +77,18 @@ class WorkerSlot:
     max_studies : int, optional
         Replace the child by a fresh one after this many studies (bounds memory
         leaks of long batches); ``None``: keep it until it fails or times out.
+    threads : int, optional
+        Thread limit of the numerical libraries in the child (OpenMP, BLAS, ITK);
+        ``None`` leaves their defaults (usually every core).
     stop : threading.Event, optional
         Set by the batch on Ctrl-C: the running study is abandoned (child killed)
         and :meth:`run` raises :class:`Interrupted`.
     """
 
-    def __init__(self, max_studies: Optional[int] = None, stop: Optional[threading.Event] = None) -> None:
+    def __init__(self, max_studies: Optional[int] = None, threads: Optional[int] = None,
+                 stop: Optional[threading.Event] = None) -> None:
         self.max_studies = max_studies
+        self.threads = threads
         self.stop = stop or threading.Event()
         self._proc: Optional[subprocess.Popen] = None
         self._send: Optional[Connection] = None
@@ -93,6 +103,8 @@ class WorkerSlot:
         paths = [p for p in sys.path if p and os.path.isdir(p)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        if self.threads:
+            env.update({name: str(int(self.threads)) for name in THREAD_LIMIT_VARIABLES})
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "bmepipe.batch._child", str(req_r), str(resp_w), str(os.getpid())],

@@ -59,6 +59,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown on a terminal)")
     p.add_argument("--max-studies-per-process", type=int, default=50, metavar="K",
                    help="replace each worker process after K studies to bound memory growth (default 50; 0: never)")
+    p.add_argument("--threads-per-study", type=int, default=1, metavar="T",
+                   help="threads of the numerical libraries per study (default 1: parallelism comes from --workers; "
+                   "0: the libraries' own default)")
     p.add_argument("--dry-run", action="store_true",
                    help="list the studies found and what would run, analyse nothing (writes only OUT/cohort.json)")
     p.set_defaults(func=run_batch_command)
@@ -101,6 +104,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
             timeout_s=args.timeout or None, names=args.names, retry_failed=args.retry_failed, force=args.force,
             progress=False if args.no_progress else None,
             max_studies_per_process=args.max_studies_per_process or None,
+            threads_per_study=args.threads_per_study or None,
         )
     except KeyboardInterrupt:
         print("bmepipe: interrupted: finished studies are kept; run the same command again to resume",
