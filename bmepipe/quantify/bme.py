@@ -110,7 +110,10 @@ def bme_distribution(mask: np.ndarray, fluid: np.ndarray, side_seg, points_lps, 
     ``subchondral_share`` (share of head BME in the subchondral zone),
     ``homogeneity_cv`` (coefficient of variation of the signal inside the mask),
     ``margin_width_mm`` and ``margin`` (ill-defined above
-    ``margin_ill_defined_mm``, else sharp).
+    ``margin_ill_defined_mm``, else sharp), ``neck_to_head_ratio`` (mean signal excess
+    over normal marrow in the neck / in the weight-bearing head: about 1 for
+    homogeneous head-and-neck BME as in TOH, low for BME centred under the
+    subchondral weight-bearing area as around a SIF, clinical.md section 3).
     """
     marrow = side_seg.marrow
     head = side_seg.regions["femoral_head"] & marrow
@@ -118,7 +121,7 @@ def bme_distribution(mask: np.ndarray, fluid: np.ndarray, side_seg, points_lps, 
     hn = head | neck
     out = {"pattern": "none", "head_neck_coverage": 0.0, "regions_involved": [], "medial_third_fraction": None,
            "lateral_fraction": None, "medial_sparing": None, "mean_depth_mm": None, "subchondral_share": None,
-           "homogeneity_cv": None, "margin_width_mm": None, "margin": None}
+           "homogeneity_cv": None, "margin_width_mm": None, "margin": None, "neck_to_head_ratio": None}
     if not mask.any():
         return out
     coverage = float((mask & hn).sum()) / max(int(hn.sum()), 1)
@@ -147,6 +150,11 @@ def bme_distribution(mask: np.ndarray, fluid: np.ndarray, side_seg, points_lps, 
             depth = R - np.linalg.norm(p[is_bme], axis=1)
             out["mean_depth_mm"] = round(float(np.mean(np.clip(depth, 0, None))), 2)
             out["subchondral_share"] = round(float(np.mean(depth <= params.subchondral_depth_mm)), 4)
+    wb = side_seg.weight_bearing
+    if wb is not None and (wb & marrow).any() and neck.any():
+        top = float(np.mean(fluid[wb & marrow])) - normal_level
+        if top > 0:
+            out["neck_to_head_ratio"] = round((float(np.mean(fluid[neck])) - normal_level) / top, 4)
     if coverage >= params.bme_diffuse_fraction:
         out["pattern"] = "diffuse"
     elif out["subchondral_share"] is not None and out["subchondral_share"] >= 0.5:

@@ -140,7 +140,7 @@ class QuantifyParams:
     bme_min_component_ml: float = 0.1
     bme_present_ml: float = 1.0
     bme_diffuse_fraction: float = 0.4
-    margin_ill_defined_mm: float = 6.0
+    margin_ill_defined_mm: float = 3.0
     subchondral_depth_mm: float = 5.0
     band_t1_drop: float = 0.25
     band_t1_rise: float = 0.15
