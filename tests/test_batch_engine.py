@@ -348,3 +348,26 @@ def test_worker_processes_are_separate_reused_recycled_and_thread_limited(small,
     recycled = _process_infos(run_batch(small.root, tmp_path / "b", job="batch_cohort:process_info",
                                         max_studies_per_process=1, threads_per_study=3).out)
     assert len({i["pid"] for i in recycled}) == 4 and {i["omp"] for i in recycled} == {"3"}
+
+
+def test_analyze_adapter_passes_exactly_the_study_and_cleans_up(small, tmp_path, monkeypatch):
+    import bmepipe.batch.jobs as jobs
+
+    seen = {}
+
+    def fake_analyze(path, out_dir, **params):
+        files = sorted(os.path.realpath(p) for p in Path(path).rglob("*") if p.is_file())
+        seen.update(files=files, out_dir=out_dir, params=params, inside=Path(path).is_relative_to(out_dir))
+        return {"schema_version": "fake"}
+
+    monkeypatch.setattr(jobs, "_analyze_function", lambda: fake_analyze)
+    ref = next(r for r in discover_studies(small.root) if r.study_instance_uid == small.uids[1])  # split study
+    out_dir = tmp_path / "study"
+    out_dir.mkdir()
+    assert jobs.analyze_job(ref, out_dir, seed=3) == {"schema_version": "fake"}
+    assert seen["files"] == sorted(os.path.realpath(f) for f in ref.files)
+    assert seen["out_dir"] == out_dir and seen["params"] == {"seed": 3} and seen["inside"]
+    assert list(out_dir.iterdir()) == []  # the staged links are gone
+    assert jobs.resolve_job("auto")[1] == "analyze"  # analyze is the default once it exists
+    monkeypatch.setattr(jobs, "_analyze_function", lambda: None)
+    assert jobs.resolve_job("auto")[1] == "inspect"
