@@ -96,6 +96,15 @@ def test_t1_standardized_values_agree_across_field_strengths(variants):
         assert max(vals) / min(vals) - 1 < 0.10, (tissue, vals)
 
 
+def test_fluid_only_standardization_finds_muscle(variants):
+    out, masks, inner = variants
+    o = out[VARIANTS[3]]  # 3 T, SNR 12, bias
+    s = standardize(correct_bias(o["fluid"])[0])  # no T1
+    assert masks["muscle"][sitk.GetArrayFromImage(s.reference_mask) > 0].mean() > 0.95
+    truth = ns.phantom_signal_ratios(o["study"], "cor_fluid")["urine"]
+    assert abs(s.value(inner["urine"]) / truth - 1) < 0.05
+
+
 def test_reference_is_skeletal_muscle(variants):
     out, masks, _ = variants
     for o in out.values():

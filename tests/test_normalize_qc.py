@@ -101,3 +101,12 @@ def test_report_serializes_to_json():
     names = [f["name"] for f in json.loads(text)["flags"]]
     assert names == ["snr_fluid", "snr_t1", "fat_suppression", "fat_suppression_homogeneity", "coverage", "ghosting"]
     assert all({"value", "threshold", "passed", "message"} <= set(f) for f in d["flags"])
+
+
+def test_without_t1_fat_checks_are_not_assessable_rather_than_false_alarms():
+    fluid, _ = study(grid())
+    q = assess_quality(fluid)
+    for name in ("fat_suppression", "fat_suppression_homogeneity", "ghosting"):
+        assert q.flag(name).passed is None and "T1" in q.flag(name).message
+    assert abs(q.flag("snr_fluid").value / 20.0 - 1) < 0.15
+    assert q.passed  # not assessable is not a failure

@@ -16,8 +16,8 @@ that the report carries; :func:`assess_quality` runs them all.
   mr_physics.md section 3 [calc from approx relaxation times]); unsuppressed
   fat is 2-5x brighter than muscle and reads as edema. Threshold:
   ``FAT_SAT_MAX_RATIO`` = 1.0 (fat no brighter than muscle) [approx].
-  Without T1, the outer ``SUBCUTANEOUS_DEPTH_MM`` of the body stands in for
-  subcutaneous fat (lower confidence, said in the message).
+  Without T1 the check is not made (``passed`` None): suppressed fat,
+  background and unsuppressed fat cannot be told apart on one image.
 * ``fat_suppression_homogeneity``: the same ratio per region of the fat
   (patient right/left x central/peripheral, split at the median distance
   from the FOV centre: fat saturation fails off-centre and at the periphery,
@@ -167,7 +167,16 @@ def fat_suppression_flags(
     fluid: sitk.Image, t1: Optional[sitk.Image], body: np.ndarray, muscle: np.ndarray, *,
     max_ratio: float = FAT_SAT_MAX_RATIO, subcutaneous_depth_mm: float = SUBCUTANEOUS_DEPTH_MM,
 ) -> list[QCFlag]:
-    """Fat-suppression failure (global) and inhomogeneity (worst body quadrant); see the module docstring."""
+    """Fat-suppression failure (global) and inhomogeneity (worst region); see the module docstring.
+
+    Needs ``t1`` (on the fluid-sensitive grid) to find fat: without it both
+    flags are returned as not assessable, because suppressed fat, background
+    and an unsuppressed-fat "edema" cannot be told apart on one image.
+    """
+    if t1 is None:
+        msg = "fat suppression not assessable without a T1 series (fat is located on T1)"
+        return [QCFlag("fat_suppression", None, max_ratio, None, msg),
+                QCFlag("fat_suppression_homogeneity", None, max_ratio, None, msg)]
     f = sitk.GetArrayFromImage(fluid).astype(np.float32)
     sigma = noise_sigma_local(f, muscle, fluid.GetSpacing()[:2])
     muscle_value = rician_mean(f[muscle], sigma)
@@ -176,25 +185,19 @@ def fat_suppression_flags(
     depth = np.stack([ndimage.distance_transform_edt(b, sampling=(sy, sx)) for b in body])
     skin = depth > 3.0  # skip skin and the partial-volume edge
     superficial = skin & (depth <= subcutaneous_depth_mm)
-    if t1 is not None:
-        t = ndimage.uniform_filter(sitk.GetArrayFromImage(t1).astype(np.float32), size=(1, 3, 3))
-        fat = body & (t > T1_FAT_FRACTION * np.percentile(t[body][::7], 95))  # every 7th voxel: same percentile
-        fat = ndimage.binary_erosion(fat, structure=np.ones((1, 3, 3), bool))
-        subcut, deep = fat & superficial, fat & (depth > subcutaneous_depth_mm)
-        source = "T1-bright fat"
-    else:
-        subcut, deep = superficial & ~muscle, np.zeros_like(body)
-        source = "outer body layer (no T1: lower confidence)"
+    t = ndimage.uniform_filter(sitk.GetArrayFromImage(t1).astype(np.float32), size=(1, 3, 3))
+    fat = body & (t > T1_FAT_FRACTION * np.percentile(t[body][::7], 95))  # every 7th voxel: same percentile
+    fat = ndimage.binary_erosion(fat, structure=np.ones((1, 3, 3), bool))
+    subcut, deep = fat & superficial, fat & (depth > subcutaneous_depth_mm)
     r_sub = _fat_ratio(f, subcut, muscle_value, sigma)
     r_deep = _fat_ratio(f, deep, muscle_value, sigma)
     # fluid (bladder, effusion): bright on the fluid-sensitive series, for the report's comparison
     fluid_ratio = None
-    if t1 is not None:
-        fl = body & (f > 2.0 * muscle_value) & (t < np.median(t[muscle][::7]))
-        if fl.sum() >= _MIN_VOXELS // 4:
-            fluid_ratio = rician_mean(f[fl], sigma) / muscle_value
+    fl = body & (f > 2.0 * muscle_value) & (t < np.median(t[muscle][::7]))
+    if fl.sum() >= _MIN_VOXELS // 4:
+        fluid_ratio = rician_mean(f[fl], sigma) / muscle_value
     details = {"subcutaneous_fat_to_muscle": r_sub, "deep_fat_marrow_to_muscle": r_deep,
-               "fluid_to_muscle": fluid_ratio, "fat_source": source}
+               "fluid_to_muscle": fluid_ratio}
     ratios = [r for r in (r_sub, r_deep) if r is not None]
     if not ratios:
         none = QCFlag("fat_suppression", None, max_ratio, None, "fat suppression not assessable: no fat found")
@@ -427,5 +430,9 @@ def assess_quality(
         flags.append(coverage_flag(fluid, head_centres_mm, head_radii_mm))
     else:
         flags.append(lateral_coverage_flag(t1 if t1 is not None else fluid))
-    flags.append(ghosting_flag(fluid, body_arr, muscle))
+    if t1 is not None:
+        flags.append(ghosting_flag(fluid, body_arr, muscle))
+    else:  # a STIR-only body mask misses the nulled subcutaneous fat, whose faint signal would read as ghosts
+        flags.append(QCFlag("ghosting", None, MAX_GHOST_FRACTION, None,
+                            "ghosting not assessable without a T1 series (the body outline is found on T1)"))
     return QualityReport(flags)

@@ -33,9 +33,10 @@ by ``skin_margin_mm`` to avoid skin and partial volume:
    Among those voxels the fluid-sensitive signal of muscle is the histogram
    mode (bladder and effusion are bright outliers, partial-volume fat dark).
 2. Fluid-sensitive series only: suppressed fat, marrow and cortex are dark,
-   fluid bright, muscle in between and by far the largest: it is the mode of
-   the voxels above Otsu's threshold on log intensity. This path assumes
-   working fat suppression (check :func:`bmepipe.normalize.assess_quality`).
+   fluid bright but a few per cent of the body, muscle in between: it is the
+   brightest log-histogram peak holding >= ``MAJOR_MODE_MASS`` of the body.
+   This path assumes working fat suppression (unsuppressed fat would be a
+   bright major peak), which QC can only verify with a T1 series.
 
 Voxels within ``MODE_WINDOW`` of the mode(s), eroded once in-plane to drop
 boundary voxels, form the reference mask; the reference value is its
@@ -62,6 +63,8 @@ REFERENCE_TISSUES = ("skeletal_muscle",)
 T1_MUSCLE_RANGE = (0.15, 0.7)
 #: Half-width of the accepted band around the muscle mode, as a fraction of the mode.
 MODE_WINDOW = 0.3
+#: Smallest share of the body's voxels a histogram peak needs to be muscle on a fluid-only study.
+MAJOR_MODE_MASS = 0.10
 #: Skin margin (mm) removed from the body mask before searching.
 SKIN_MARGIN_MM = 5.0
 
@@ -140,6 +143,34 @@ def _log_mode(values: np.ndarray) -> float:
     return float(np.exp(0.5 * (edges[k] + edges[k + 1])))
 
 
+def _brightest_major_mode(values: np.ndarray, min_mass: float = MAJOR_MODE_MASS) -> float:
+    """The brightest log-histogram peak holding at least ``min_mass`` of the voxels.
+
+    On a fluid-sensitive image the body holds dark suppressed fat/marrow/cortex
+    (possibly a large peak), muscle, and bright fluid (bladder, effusion: a
+    few per cent): muscle is the brightest *large* peak.
+    """
+    logv = np.log(values[values > 0])
+    lo, hi = np.percentile(logv, [0.5, 99.5])
+    hist, edges = np.histogram(logv, bins=100, range=(lo, hi))
+    hist = ndimage.gaussian_filter1d(hist.astype(float), 2.0)
+    peaks = [k for k in range(100)
+             if hist[k] > 0 and hist[k] >= hist[max(k - 1, 0)] and hist[k] >= hist[min(k + 1, 99)]]
+    best = int(np.argmax(hist))
+    for k in sorted(peaks, reverse=True):  # brightest first
+        # the peak's basin: out to the neighbouring minima
+        a = k
+        while a > 0 and hist[a - 1] <= hist[a]:
+            a -= 1
+        b = k
+        while b < 99 and hist[b + 1] <= hist[b]:
+            b += 1
+        if hist[a : b + 1].sum() >= min_mass * hist.sum():
+            best = k
+            break
+    return float(np.exp(0.5 * (edges[best] + edges[best + 1])))
+
+
 def _erode_in_plane(mask: np.ndarray, spacing_xyz, margin_mm: float) -> np.ndarray:
     n = max(1, int(round(margin_mm / min(spacing_xyz[0], spacing_xyz[1]))))
     return ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3), bool), iterations=n)
@@ -198,15 +229,12 @@ def find_reference_tissue(
         cand &= np.abs(ts / mode_t - 1) < MODE_WINDOW
         how = "T1-intermediate, fluid-intermediate mode (joint T1/fluid-sensitive)"
     else:
-        from skimage.filters import threshold_otsu
-
         vals = fs[core & (fs > 0)]
         if vals.size < 100:
             raise InputError("body mask holds no signal")
-        cand = core & (np.log(np.maximum(fs, 1e-12)) > threshold_otsu(np.log(vals)))
-        mode_f = _log_mode(fs[cand])
-        cand &= np.abs(fs / mode_f - 1) < MODE_WINDOW
-        how = "mode of the non-dark fluid-sensitive signal (no T1; assumes working fat suppression)"
+        mode_f = _brightest_major_mode(vals)
+        cand = core & (np.abs(fs / mode_f - 1) < MODE_WINDOW)
+        how = "brightest major histogram mode of the fluid-sensitive signal (no T1; assumes working fat suppression)"
     muscle = ndimage.binary_erosion(cand, structure=np.ones((1, 3, 3), bool))
     if muscle.sum() < 100:
         muscle = cand
