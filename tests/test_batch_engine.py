@@ -355,7 +355,8 @@ def test_analyze_adapter_passes_exactly_the_study_and_cleans_up(small, tmp_path,
 
     seen = {}
 
-    def fake_analyze(path, out_dir, **params):
+    def fake_analyze(path, out_dir, seed=0, pseudonym=None):
+        params = {"seed": seed, "pseudonym": pseudonym}
         files = sorted(os.path.realpath(p) for p in Path(path).rglob("*") if p.is_file())
         seen.update(files=files, out_dir=out_dir, params=params, inside=Path(path).is_relative_to(out_dir))
         return {"schema_version": "fake"}
@@ -366,7 +367,7 @@ def test_analyze_adapter_passes_exactly_the_study_and_cleans_up(small, tmp_path,
     out_dir.mkdir()
     assert jobs.analyze_job(ref, out_dir, seed=3) == {"schema_version": "fake"}
     assert seen["files"] == sorted(os.path.realpath(f) for f in ref.files)
-    assert seen["out_dir"] == out_dir and seen["params"] == {"seed": 3} and seen["inside"]
+    assert seen["out_dir"] == out_dir and seen["params"] == {"seed": 3, "pseudonym": ref.study_id} and seen["inside"]
     assert list(out_dir.iterdir()) == []  # the staged links are gone
     assert jobs.resolve_job("auto")[1] == "analyze"  # analyze is the default once it exists
     monkeypatch.setattr(jobs, "_analyze_function", lambda: None)

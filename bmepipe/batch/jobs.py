@@ -83,13 +83,18 @@ def analyze_job(ref, out_dir: Path, **params: Any) -> Optional[dict]:
 
     The study's files are staged as symbolic links in ``out_dir/_input`` (removed
     afterwards) and passed as a folder; ``analyze`` writes ``report.json``,
-    ``report.html``, label maps and DICOM SEG/SR into ``out_dir``.
+    ``report.html``, label maps and DICOM SEG/SR into ``out_dir``. If ``analyze``
+    takes a ``pseudonym`` it gets the study's folder name, so the report and the
+    cohort table name the study alike.
     """
+    import inspect
     import shutil
 
     analyze = _analyze_function()
     if analyze is None:
         raise ConfigError("bmepipe.analyze is not available in this installation; use the 'inspect' job")
+    if "pseudonym" in inspect.signature(analyze).parameters:
+        params.setdefault("pseudonym", ref.study_id)
     staged = stage_files(ref, Path(out_dir) / "_input")
     try:
         result = analyze(staged, out_dir=out_dir, **params)
