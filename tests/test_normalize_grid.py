@@ -94,3 +94,11 @@ def test_disjoint_volumes_raise_no_overlap(stir_ref):
 def test_unknown_register_mode(stir_ref):
     with pytest.raises(ConfigError):
         resample_to_reference(stir_ref, stir_ref, register="sometimes")
+
+
+def test_thin_same_frame_overlap_keeps_header_geometry():
+    ref = ns.make_grid((100, 100, 20), (3.0, 3.0, 5.0))
+    mov = ns.make_grid((100, 100, 20), (3.0, 3.0, 5.0), origin=(120.0, -150.0, -50.0))  # ~6 % overlap, no motion
+    res = resample_to_reference(ns.series(mov, "t1", sigma=0.02, seed=2), ns.series(ref, "stir", sigma=0.02, seed=1))
+    assert res.method == "geometry" and "too small" in res.reason
+    assert 0.05 < res.overlap < 0.1

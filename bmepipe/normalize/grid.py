@@ -9,11 +9,13 @@ Mattes mutual information is run, because T1 and STIR have different contrast
 (fat bright on one, dark on the other), which rules out intensity-difference
 metrics (Mattes et al., IEEE Trans Med Imaging 2003;22:120).
 
-With ``register="auto"`` a same-frame pair is still checked for motion by a
-quick registration; the rigid result is kept when it moves test points inside
-the body by more than ``motion_threshold_mm`` (default 1.5 mm, about half an
-in-plane pixel of a clinical STIR, below which the correction is within the
-registration's own error).
+With ``register="auto"`` a same-frame pair overlapping by at least 30 % is
+checked for motion by a quick registration; the rigid result is kept when it
+moves test points inside the body by more than ``motion_threshold_mm``
+(default 1.5 mm, about half an in-plane pixel of a clinical STIR, below which
+the correction is within the registration's own error). A registration that
+ITK cannot run raises :class:`bmepipe.errors.InputError` (or, for the motion
+check only, falls back to the header geometry).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import ConfigError, NoOverlapError
+from ..errors import ConfigError, InputError, NoOverlapError
 from ..io.types import Volume
 from .bias import body_mask
 
@@ -33,6 +35,9 @@ __all__ = ["GridResult", "resample_to_reference", "overlap_fraction", "REGISTER_
 REGISTER_MODES = ("auto", "never", "always")
 #: Rigid correction (mm) above which ``register="auto"`` keeps the registration for a same-frame pair.
 MOTION_THRESHOLD_MM = 1.5
+#: Smallest overlap (fraction of the reference) for the motion check: mutual information over a
+#: thin overlap finds spurious millimetre shifts.
+MIN_OVERLAP_FOR_MOTION_CHECK = 0.3
 #: In-plane voxel size (mm) the registration works on (finer levels add time, not accuracy, at 4 mm slices).
 REGISTRATION_SPACING_MM = 2.0
 
@@ -255,6 +260,7 @@ def resample_to_reference(
         )
 
     metric: Optional[float] = None
+    rigid: Optional[sitk.Euler3DTransform] = None
     residual = max_residual = 0.0
     method, transform = "geometry", identity
     reason = "shared frame of reference: header geometry" if same_frame else ""
@@ -262,11 +268,22 @@ def resample_to_reference(
         reason = "registration disabled: header geometry"
         if not same_frame:
             reason += " (frames of reference differ)"
+    elif register == "auto" and same_frame and geometric_overlap < MIN_OVERLAP_FOR_MOTION_CHECK:
+        reason = (f"shared frame of reference: header geometry "
+                  f"(overlap {geometric_overlap:.0%} too small to check motion)")
     else:
         check_only = register == "auto" and same_frame
-        rigid, metric = _register_rigid(
-            ref_img, mov_img, _initial_transform(ref_img, mov_img, same_frame), iterations=iterations, seed=seed
-        )
+        try:
+            rigid, metric = _register_rigid(
+                ref_img, mov_img, _initial_transform(ref_img, mov_img, same_frame), iterations=iterations, seed=seed
+            )
+        except RuntimeError as err:  # ITK gives up, e.g. too few samples in the overlap
+            if not check_only:
+                detail = str(err).strip().splitlines()[-1]  # ITK puts the reason on the last line
+                raise InputError(f"rigid registration of {mov_name} to {ref_name} failed: {detail}") from None
+            rigid = None
+            reason = "shared frame of reference: header geometry (motion check failed to run)"
+    if register != "never" and rigid is not None:
         ref_mask = sitk.GetArrayViewFromImage(body_mask(ref_img)) > 0
         pts = _grid_points(ref_img, mask=ref_mask)
         if len(pts) == 0:
@@ -281,7 +298,6 @@ def resample_to_reference(
                 reason = f"rigid registration: motion of {residual:.1f} mm detected"
             else:
                 reason = "rigid registration: frames of reference differ"
-
         else:
             reason = f"shared frame of reference, no motion above {motion_threshold_mm} mm: header geometry"
 
