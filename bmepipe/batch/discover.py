@@ -131,40 +131,37 @@ def _looks_like_raw_dicom(head: bytes) -> bool:
     return len(head) >= 8 and head[0:2] == b"\x08\x00" and head[3] == 0
 
 
+def _text(ds, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip()
+
+
 def _read_header(path: str) -> Optional[_Header]:
     """Header of one file, ``None`` if it is not DICOM at all."""
     from pydicom import dcmread
 
     try:
-        size = os.path.getsize(path)
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(132)
+            part10 = head[128:132] == b"DICM"
+            if not part10 and not _looks_like_raw_dicom(head):
+                return None
+            h = _Header(path=path, size=size)
+            fh.seek(0)
+            try:
+                ds = dcmread(fh, stop_before_pixels=True, specific_tags=_TAGS, force=not part10)
+                sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+                if sop_class in _NON_IMAGE_SOP_CLASSES:
+                    return None
+                (h.study_uid, h.series_uid, h.sop_uid, h.modality, h.patient_id, h.patient_name, h.accession,
+                 h.study_date) = (_text(ds, keyword) for keyword in _TAGS)
+            except Exception as exc:  # noqa: BLE001 - any parser failure means "unreadable DICOM"
+                if not part10:
+                    return None  # a guess that did not parse: not DICOM after all
+                h.error = f"unreadable DICOM header ({type(exc).__name__})"
+                return h
     except OSError:
         return None
-    part10 = head[128:132] == b"DICM"
-    if not part10 and not _looks_like_raw_dicom(head):
-        return None
-    h = _Header(path=path, size=size)
-    try:
-        with warnings.catch_warnings():  # invalid values are the loader's business, not the scan's
-            warnings.simplefilter("ignore")
-            ds = dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=not part10)
-        sop_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
-        if sop_class in _NON_IMAGE_SOP_CLASSES:
-            return None
-        h.study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
-        h.series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
-        h.sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
-        h.modality = str(ds.get("Modality", "") or "").strip()
-        h.patient_id = str(ds.get("PatientID", "") or "").strip()
-        h.patient_name = str(ds.get("PatientName", "") or "").strip()
-        h.accession = str(ds.get("AccessionNumber", "") or "").strip()
-        h.study_date = str(ds.get("StudyDate", "") or "").strip()
-    except Exception as exc:  # noqa: BLE001 - any parser failure means "unreadable DICOM"
-        if not part10:
-            return None  # a guess that did not parse: not DICOM after all
-        h.error = f"unreadable DICOM header ({type(exc).__name__})"
-        return h
     if not h.study_uid:
         h.error = "no StudyInstanceUID"
     return h
@@ -202,6 +199,12 @@ def _identifiers(headers: Sequence[_Header]) -> tuple[str, ...]:
 PARALLEL_SCAN_MIN_FILES = 2000
 
 
+def _read_headers(files: Sequence[str]) -> list[Optional[_Header]]:
+    with warnings.catch_warnings():  # invalid values are the loader's business, not the scan's
+        warnings.simplefilter("ignore")
+        return [_read_header(f) for f in files]
+
+
 def _scan(files: Sequence[str], workers: int) -> list[_Header]:
     if workers > 1 and len(files) >= PARALLEL_SCAN_MIN_FILES:
         import multiprocessing
@@ -209,9 +212,10 @@ def _scan(files: Sequence[str], workers: int) -> list[_Header]:
 
         # forkserver: never fork a process that may already run threads (Dask client, progress bar)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-            headers = list(pool.map(_read_header, files, chunksize=256))
+            chunks = [files[i:i + 256] for i in range(0, len(files), 256)]
+            headers = [h for chunk in pool.map(_read_headers, chunks) for h in chunk]
     else:
-        headers = [_read_header(f) for f in files]
+        headers = _read_headers(files)
     return [h for h in headers if h is not None]
 
 
