@@ -8,7 +8,7 @@ command line beside them.
 
 from ._version import __version__
 
-__all__ = ["__version__", "load_study"]
+__all__ = ["__version__", "load_study", "analyze", "AnalysisResult", "AnalysisConfig"]
 
 
 def __getattr__(name: str):
@@ -17,4 +17,12 @@ def __getattr__(name: str):
         from .io import load_study
 
         return load_study
+    if name in ("analyze", "AnalysisResult"):
+        from . import analysis
+
+        return getattr(analysis, name)
+    if name == "AnalysisConfig":
+        from .config import AnalysisConfig
+
+        return AnalysisConfig
     raise AttributeError(f"module 'bmepipe' has no attribute {name!r}")

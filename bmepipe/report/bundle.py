@@ -60,6 +60,7 @@ def write_outputs(
     uid_seed: Optional[int] = 0,
     dicom: bool = True,
     html: bool = True,
+    labels: bool = True,
 ) -> dict[str, Path]:
     """Write report.json, report.html, the label maps, the DICOM SEG and SR of one analysis.
 
@@ -81,8 +82,8 @@ def write_outputs(
         DICOM UIDs derived from the source series, this seed and the report
         content (same input and parameters, same files; different parameters,
         different UIDs). ``None``: random UIDs and the current time.
-    dicom, html : bool
-        Write the DICOM objects / the HTML page.
+    dicom, html, labels : bool
+        Write the DICOM objects / the HTML page / the NIfTI label maps.
 
     Returns
     -------
@@ -93,13 +94,15 @@ def write_outputs(
 
     out = Path(out_dir)
     report = to_jsonable(report)
-    outputs = {f"labels/{s}_{t}": f"labels/{s}_{t}.nii.gz" for s in SIDES for t in STRUCTURES}
+    outputs = {f"labels/{s}_{t}": f"labels/{s}_{t}.nii.gz" for s in SIDES for t in STRUCTURES} if labels else {}
     skipped = ({"dicom_seg", "dicom_sr"} if not dicom else set()) | ({"report_html"} if not html else set())
     outputs.update({k: v for k, v in OUTPUT_FILES.items() if k not in skipped})
     report["outputs"] = dict(sorted(outputs.items()))
     validate_report(report, out / OUTPUT_FILES["report_json"])  # refuse before writing anything
 
-    written = {f"labels/{key}": path for key, path in write_label_maps(masks, reference_image, out).items()}
+    written = {}
+    if labels:
+        written = {f"labels/{key}": path for key, path in write_label_maps(masks, reference_image, out).items()}
     if dicom:
         seed = None
         if uid_seed is not None:  # the report's content joins the seed: other parameters, other UIDs
