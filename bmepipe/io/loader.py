@@ -1,0 +1,595 @@
+"""Load DICOM MR studies from any folder into geometric volumes.
+
+``load_study(path)`` scans a folder tree (or takes a list of files), reads every
+DICOM file once, groups images by SeriesInstanceUID, splits series that mix
+several stacks (orientation, matrix, echo, time point, magnitude/phase,
+separate position lines), sorts slices along the slice normal, checks the
+geometry and returns one SimpleITK image per stack (LPS, slices ascending).
+
+What is set aside and what is raised:
+
+* a problem confined to one file (not DICOM, truncated, not an image SOP class,
+  no pixel data, a DICOMDIR index) -> that file goes to ``Study.skipped`` with the
+  reason (non-DICOM files are only counted, ``Study.non_dicom_files``);
+* a whole series that is not for analysis (localizer, derived or secondary
+  capture, not MR) -> ``Study.skipped`` with the reason;
+* a series whose geometry is unusable (missing slice, uneven spacing, two
+  different images at one position, non-orthogonal cosines, gantry tilt) or whose
+  pixels need a decoder that is not installed -> ``Study.skipped`` by default, the
+  typed error with ``strict=True``; :func:`load_series` always raises;
+* nothing usable left -> :class:`~bmepipe.errors.NoUsableSeriesError` naming the folder.
+
+Exact duplicate instances (same SOPInstanceUID, or identical pixels at one
+position) are dropped, and the repair is recorded in ``VolumeMeta.repairs``.
+Loading writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import (BmepipeError, DicomReadError, DuplicateSliceError, GeometryError, InputError,
+                      MissingDecoderError, NoUsableSeriesError, OrientationError, PixelDataError,
+                      SliceSpacingError)
+from .sequences import classify_sequence, plane_of
+from .types import Skipped, Study, Volume, VolumeMeta
+
+__all__ = ["load_study", "load_series", "read_slices"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+_DICOMDIR = "1.2.840.10008.1.3.10"
+_SECONDARY_CAPTURE = ("1.2.840.10008.5.1.4.1.1.7",)
+_LOCALIZER_WORDS = re.compile(r"(localizer|localiser|scout|survey|3[ -]?plane|tri[ -]?pilot|(?<![a-z])loc(?![a-z]))",
+                              re.I)
+#: Position tolerance (mm) for "same slice position" and in-plane offset clusters.
+POSITION_TOL_MM = 0.05
+#: Relative tolerance of slice gaps against their median.
+SPACING_REL_TOL = 0.05
+#: Largest |row . column| of direction cosines accepted as orthogonal.
+ORTHOGONALITY_TOL = 1e-3
+
+
+@dataclass
+class _Slice:
+    """One 2-D image (a classic instance or one frame of a multi-frame instance)."""
+
+    path: str
+    frame: Optional[int]
+    header: Any  # pydicom Dataset: the instance (classic) or the multi-frame instance
+    iop: np.ndarray
+    ipp: np.ndarray
+    spacing_rc: tuple[float, float]  # (row spacing, column spacing) = DICOM PixelSpacing order
+    rows: int
+    cols: int
+    pixels: Optional[np.ndarray]  # float32 after rescale, or None if decoding failed
+    pixel_error: Optional[BmepipeError] = None
+    sop_uid: str = ""
+    split: dict = field(default_factory=dict)  # keys that separate stacks (echo, time, image type ...)
+
+
+# --------------------------------------------------------------------------- file reading
+def _iter_files(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(Path(dirpath) / f for f in sorted(filenames) if not f.startswith("."))
+    return files
+
+
+def _read(path: Path):
+    """pydicom Dataset, or None if the file is not DICOM. Raises DicomReadError for corrupt DICOM."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path)
+    except InvalidDicomError:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if len(head) < 8 or head[:2] not in (b"\x08\x00", b"\x02\x00"):  # no preamble, but group 0008/0002 first?
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pydicom.dcmread(path, force=True)
+        except Exception as exc:  # noqa: BLE001 - any parser failure means "corrupt"
+            raise DicomReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise DicomReadError(f"truncated or corrupt DICOM ({type(exc).__name__}: {exc})", path) from None
+
+
+def _floats(value, n: int) -> Optional[np.ndarray]:
+    try:
+        arr = np.asarray([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.size == n and np.all(np.isfinite(arr)) else None
+
+
+def _num(value) -> Optional[float]:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _decode(ds, path: Path, frames: Optional[int] = None):
+    """Pixel array (frames, rows, cols) as float32 without rescale, or a typed error."""
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except (NotImplementedError, RuntimeError, ImportError) as exc:
+        if ts is not None and ts.is_compressed:
+            return MissingDecoderError(f"pixel data are compressed ({ts.name}) and no decoder for it is installed: "
+                                       f"pip install \"bmepipe[codecs]\"", path)
+        return PixelDataError(f"pixel data cannot be decoded ({exc})", path)
+    except (ValueError, AttributeError, KeyError, TypeError, EOFError, OSError) as exc:
+        return PixelDataError(f"pixel data truncated or undecodable ({type(exc).__name__}: {exc})", path)
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        return PixelDataError(f"not a grey-level image (pixel array shape {arr.shape})", path)
+    return arr
+
+
+def _find(ds, keyword: str, frame: Optional[int] = None):
+    """An attribute from the dataset, or (multi-frame) from the frame's or the shared functional groups."""
+    if keyword in ds:
+        return ds.get(keyword)
+    groups = []
+    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds:
+        groups.append(ds.PerFrameFunctionalGroupsSequence[frame])
+    if "SharedFunctionalGroupsSequence" in ds:
+        groups.append(ds.SharedFunctionalGroupsSequence[0])
+    for group in groups:
+        for seq in group:
+            if seq.VR != "SQ" or not seq.value:
+                continue
+            item = seq.value[0]
+            if keyword in item:
+                return item.get(keyword)
+    return None
+
+
+def read_slices(path: Path) -> tuple[list[_Slice], Optional[Skipped]]:
+    """The images of one file, or why the file is set aside. Raises nothing for bad files."""
+    try:
+        ds = _read(path)
+    except DicomReadError as err:
+        return [], Skipped(str(path), err.message)
+    if ds is None:
+        return [], None  # not DICOM: counted by the caller
+    sop_class = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    if sop_class == _DICOMDIR or "DirectoryRecordSequence" in ds:
+        return [], Skipped(str(path), "DICOMDIR index (the files it lists are read directly)")
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        if "Rows" in ds:
+            return [], Skipped(str(path), "image without pixel data", ds.get("SeriesInstanceUID"))
+        name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
+        return [], Skipped(str(path), f"not an image ({name})", ds.get("SeriesInstanceUID"))
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    arr = _decode(ds, path)
+    error = arr if isinstance(arr, BmepipeError) else None
+    if error is not None and not isinstance(error, MissingDecoderError):
+        return [], Skipped(str(path), error.message, ds.get("SeriesInstanceUID"))
+    if error is None and arr.shape[0] != n_frames:
+        return [], Skipped(str(path), f"pixel data hold {arr.shape[0]} frames, header says {n_frames}")
+    out = []
+    for f in range(n_frames):
+        frame = f if n_frames > 1 or "PerFrameFunctionalGroupsSequence" in ds else None
+        iop = _floats(_find(ds, "ImageOrientationPatient", frame) or (), 6)
+        ipp = _floats(_find(ds, "ImagePositionPatient", frame) or (), 3)
+        spacing = _floats(_find(ds, "PixelSpacing", frame) or (), 2)
+        if iop is None or ipp is None or spacing is None or np.any(spacing <= 0):
+            return [], Skipped(str(path), "no usable image geometry (ImagePositionPatient / ImageOrientationPatient "
+                               "/ PixelSpacing missing)", ds.get("SeriesInstanceUID"))
+        slope = _num(_find(ds, "RescaleSlope", frame))
+        intercept = _num(_find(ds, "RescaleIntercept", frame))
+        pixels = None
+        if error is None:
+            pixels = arr[f].astype(np.float32)
+            if slope not in (None, 1.0) or intercept not in (None, 0.0):
+                pixels = pixels * np.float32(1.0 if slope is None else slope) + np.float32(intercept or 0.0)
+        split = {
+            "echo": _num(_find(ds, "EffectiveEchoTime", frame) or _find(ds, "EchoTime", frame)),
+            "echo_number": ds.get("EchoNumbers") if frame is None else None,
+            "temporal": _find(ds, "TemporalPositionIndex", frame) or ds.get("TemporalPositionIdentifier"),
+            "image_type": tuple(str(v).upper() for v in (_find(ds, "FrameType", frame) or ds.get("ImageType") or ())),
+            "acquisition": ds.get("AcquisitionNumber") if frame is None else None,
+        }
+        out.append(_Slice(str(path), frame, ds, iop, ipp, (float(spacing[0]), float(spacing[1])),
+                          int(ds.Rows), int(ds.Columns), pixels, error, str(ds.get("SOPInstanceUID", "")), split))
+    return out, None
+
+
+# --------------------------------------------------------------------------- stacks and geometry
+def _normal(iop: np.ndarray) -> np.ndarray:
+    n = np.cross(iop[:3], iop[3:])
+    return n / max(np.linalg.norm(n), 1e-12)
+
+
+def _check_orientation(s: _Slice) -> None:
+    row, col = s.iop[:3], s.iop[3:]
+    if abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2:
+        raise OrientationError(f"direction cosines are not unit vectors ({np.round(s.iop, 4).tolist()})", s.path)
+    if abs(float(np.dot(row, col))) > ORTHOGONALITY_TOL:
+        raise OrientationError(f"row and column direction cosines are not orthogonal (dot {np.dot(row, col):.4f})",
+                               s.path)
+
+
+def _stack_key(s: _Slice) -> tuple:
+    # Magnitude/phase/real/imaginary are the third ImageType value on most vendors.
+    kind = next((t for t in s.split["image_type"][2:4] if t in ("M", "P", "R", "I", "MAGNITUDE", "PHASE")), "")
+    echo = None if s.split["echo"] is None else round(s.split["echo"], 2)
+    return (tuple(np.round(s.iop, 3)), s.rows, s.cols, tuple(np.round(s.spacing_rc, 4)), echo, kind)
+
+
+def _label(key: tuple, keys: list[tuple]) -> str:
+    if len(keys) == 1:
+        return ""
+    parts = []
+    for i, name in ((0, "orientation"), (4, "echo"), (5, "image")):
+        values = sorted({k[i] for k in keys}, key=str)
+        if len(values) > 1:
+            parts.append(f"{name} {values.index(key[i]) + 1}" + (f" (TE {key[4]:g} ms)" if i == 4 and key[4] else ""))
+    if not parts:
+        parts.append(f"matrix {key[2]}x{key[1]}")
+    return ", ".join(parts)
+
+
+def _drop_exact_duplicates(slices: list[_Slice], normal: np.ndarray) -> tuple[list[_Slice], int]:
+    kept: dict[str, _Slice] = {}
+    out, dropped = [], 0
+    by_pos: dict[tuple, list[_Slice]] = defaultdict(list)
+    for s in slices:
+        if s.sop_uid and s.frame is None and s.sop_uid in kept:
+            dropped += 1
+            continue
+        kept[s.sop_uid] = s
+        pos = tuple(np.round(s.ipp / POSITION_TOL_MM).astype(int))
+        same = [o for o in by_pos[pos] if o.pixels is not None and s.pixels is not None
+                and np.array_equal(o.pixels, s.pixels)]
+        if same:
+            dropped += 1
+            continue
+        by_pos[pos].append(s)
+        out.append(s)
+    return out, dropped
+
+
+def _split_repeats(slices: list[_Slice], normal: np.ndarray) -> list[tuple[str, list[_Slice]]]:
+    """Separate time points / acquisitions that repeat the same positions; raise if they cannot be told apart."""
+    d = np.array([float(np.dot(s.ipp, normal)) for s in slices])
+    pos = np.round(d / POSITION_TOL_MM).astype(int)
+    if len(np.unique(pos)) == len(pos):
+        return [("", slices)]
+    for key, name in (("temporal", "time point"), ("echo_number", "echo"), ("acquisition", "acquisition")):
+        values = [s.split[key] for s in slices]
+        if any(v is None for v in values) or len(set(map(str, values))) < 2:
+            continue
+        groups: dict[str, list[_Slice]] = defaultdict(list)
+        for s, v in zip(slices, values):
+            groups[str(v)].append(s)
+        if all(len({round(float(np.dot(s.ipp, normal)) / POSITION_TOL_MM) for s in g}) == len(g)
+               for g in groups.values()):
+            return [(f"{name} {v}", g) for v, g in sorted(groups.items(), key=lambda kv: _sortable(kv[0]))]
+    i = int(np.flatnonzero(np.bincount(pos - pos.min()) > 1)[0]) + pos.min()
+    clash = [s for s, p in zip(slices, pos) if p == i]
+    raise DuplicateSliceError(f"two different images at the same slice position {i * POSITION_TOL_MM:.2f} mm "
+                              f"along the normal ({Path(clash[0].path).name}, {Path(clash[1].path).name})",
+                              clash[1].path)
+
+
+def _sortable(v: str):
+    try:
+        return (0, float(v), "")
+    except ValueError:
+        return (1, 0.0, v)
+
+
+def _split_lines(slices: list[_Slice], normal: np.ndarray) -> list[list[_Slice]]:
+    """Stacks of one orientation must lie on one line along the normal; separate parallel stacks, refuse shear."""
+    offsets = np.array([s.ipp - np.dot(s.ipp, normal) * normal for s in slices])
+    if len(slices) < 2 or np.max(np.linalg.norm(offsets - offsets[0], axis=1)) <= 0.5:
+        return [slices]
+    keys = [tuple(np.round(o / 0.5).astype(int)) for o in offsets]
+    groups: dict[tuple, list[_Slice]] = defaultdict(list)
+    for s, k in zip(slices, keys):
+        groups[k].append(s)
+    if len(groups) < len(slices) and all(len(g) >= 2 for g in groups.values()):
+        return [g for _, g in sorted(groups.items())]
+    d = np.array([float(np.dot(s.ipp, normal)) for s in slices])
+    order = np.argsort(d)
+    shift = np.linalg.norm(offsets[order[-1]] - offsets[order[0]])
+    span = d[order[-1]] - d[order[0]]
+    tilt = np.degrees(np.arctan2(shift, span)) if span > 0 else 90.0
+    raise OrientationError(f"slice positions drift sideways along the stack by {shift:.1f} mm ({tilt:.1f} degrees: "
+                           "gantry tilt or sheared stack); resampling such stacks is not supported", slices[0].path)
+
+
+def _assemble(slices: list[_Slice], label: str, repairs: list[str]) -> Volume:
+    import SimpleITK as sitk
+
+    first = slices[0]
+    normal = _normal(first.iop)
+    d = np.array([float(np.dot(s.ipp, normal)) for s in slices])
+    order = np.argsort(d, kind="stable")
+    slices = [slices[i] for i in order]
+    d = d[order]
+    for s in slices:
+        if s.pixel_error is not None:
+            raise s.pixel_error
+    ds = first.header
+    thickness = _num(_find(ds, "SliceThickness", first.frame))
+    if len(slices) > 1:
+        gaps = np.diff(d)
+        step = float(np.median(gaps))
+        bad = np.flatnonzero(np.abs(gaps - step) > max(POSITION_TOL_MM, SPACING_REL_TOL * step))
+        if bad.size:
+            i = int(bad[0])
+            ratio = gaps[i] / step
+            what = (f"{int(round(ratio)) - 1} missing slice(s)" if abs(ratio - round(ratio)) < 0.1 and ratio > 1.5
+                    else "irregular slice spacing")
+            raise SliceSpacingError(f"{what}: gap of {gaps[i]:.2f} mm between slices at {d[i]:.2f} and "
+                                    f"{d[i + 1]:.2f} mm along the normal where the spacing is {step:.2f} mm",
+                                    slices[i + 1].path)
+    else:
+        step = _num(_find(ds, "SpacingBetweenSlices", first.frame)) or thickness or 1.0
+    volume = np.stack([s.pixels for s in slices]).astype(np.float32, copy=False)
+    image = sitk.GetImageFromArray(volume)
+    image.SetOrigin(tuple(float(v) for v in slices[0].ipp))
+    image.SetSpacing((first.spacing_rc[1], first.spacing_rc[0], abs(step)))
+    direction = np.column_stack([first.iop[:3], first.iop[3:], normal])
+    image.SetDirection(tuple(float(v) for v in direction.ravel()))
+    return Volume(image=image, meta=_meta(slices, direction, label, repairs, thickness, step))
+
+
+def _strs(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v for v in value.split("\\") if v)
+    try:
+        return tuple(str(v) for v in value)
+    except TypeError:
+        return (str(value),)
+
+
+def _meta(slices: list[_Slice], direction: np.ndarray, label: str, repairs: list[str], thickness, step) -> VolumeMeta:
+    first = slices[0]
+    ds, fr = first.header, first.frame
+    scanning = _strs(_find(ds, "ScanningSequence", fr))
+    options = _strs(_find(ds, "ScanOptions", fr))
+    ti = _num(_find(ds, "InversionTime", fr))
+    if ti is None:  # enhanced MR: InversionTimes in the MR modifier macro
+        tis = _find(ds, "InversionTimes", fr)
+        ti = _num(tis[0]) if tis else None
+    if str(_find(ds, "InversionRecovery", fr) or "").upper() == "YES" and "IR" not in scanning:
+        scanning = scanning + ("IR",)
+    suppression = str(_find(ds, "SpectrallySelectedSuppression", fr) or "").upper()
+    if suppression.startswith("FAT") and "FS" not in options:
+        options = options + ("FS",)
+    tr = _num(_find(ds, "RepetitionTime", fr))
+    te = _num(_find(ds, "EffectiveEchoTime", fr)) or _num(_find(ds, "EchoTime", fr))
+    field_t = _num(ds.get("MagneticFieldStrength"))
+    image_type = _strs(ds.get("ImageType"))
+    description = str(ds.get("SeriesDescription", "") or "")
+    seq_name = str(_find(ds, "SequenceName", fr) or _find(ds, "PulseSequenceName", fr) or "")
+    info = classify_sequence(
+        scanning_sequence=scanning, sequence_variant=_strs(_find(ds, "SequenceVariant", fr)), scan_options=options,
+        image_type=image_type, repetition_time_ms=tr, echo_time_ms=te, inversion_time_ms=ti,
+        field_strength_t=field_t, series_description=description,
+        protocol_name=str(ds.get("ProtocolName", "") or ""), sequence_name=seq_name,
+        modality=str(ds.get("Modality", "MR") or "MR"),
+    )
+    number = ds.get("SeriesNumber")
+    return VolumeMeta(
+        series_instance_uid=str(ds.get("SeriesInstanceUID", "")),
+        series_description=description,
+        sequence_class=info.sequence_class,
+        sequence_kind=info.kind,
+        sequence_reason=info.reason,
+        sequence_confidence=info.confidence,
+        plane=plane_of(direction.ravel()),
+        modality=str(ds.get("Modality", "") or ""),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
+        series_number=int(number) if number not in (None, "") else None,
+        manufacturer=str(ds.get("Manufacturer")) if ds.get("Manufacturer") else None,
+        manufacturer_model=str(ds.get("ManufacturerModelName")) if ds.get("ManufacturerModelName") else None,
+        field_strength_t=field_t,
+        repetition_time_ms=tr,
+        echo_time_ms=te,
+        inversion_time_ms=ti,
+        flip_angle_deg=_num(_find(ds, "FlipAngle", fr)),
+        scanning_sequence=scanning,
+        sequence_variant=_strs(_find(ds, "SequenceVariant", fr)),
+        scan_options=options,
+        sequence_name=seq_name or None,
+        image_type=image_type,
+        slice_thickness_mm=thickness,
+        spacing_mm=(first.spacing_rc[1], first.spacing_rc[0], float(abs(step))),
+        slice_count=len(slices),
+        rows=first.rows,
+        columns=first.cols,
+        stack_label=label,
+        source_files=tuple(s.path for s in slices),
+        repairs=tuple(repairs),
+    )
+
+
+# --------------------------------------------------------------------------- series-level decisions
+def _set_aside_reason(slices: list[_Slice]) -> Optional[str]:
+    ds = slices[0].header
+    modality = str(ds.get("Modality", "") or "")
+    if modality and modality != "MR":
+        return f"modality {modality}: bmepipe analyses MR only"
+    image_types = {t for s in slices for t in s.split["image_type"]}
+    text = f"{ds.get('SeriesDescription', '')} {ds.get('ProtocolName', '')}"
+    if "LOCALIZER" in image_types or _LOCALIZER_WORDS.search(text):
+        return "localizer / scout (ImageType LOCALIZER or description)"
+    sop = str(ds.get("SOPClassUID", ""))
+    if sop in _SECONDARY_CAPTURE:
+        return "secondary capture image"
+    first_type = slices[0].split["image_type"][:1]
+    if first_type == ("DERIVED",) and not ({"DIXON", "WATER", "W"} & image_types):
+        return "derived image (ImageType DERIVED: reformat, projection or map)"
+    return None
+
+
+def _series_volumes(slices: list[_Slice]) -> list[Volume]:
+    """Every stack of one series as a volume; raises a typed error if one is unusable."""
+    for s in slices:
+        _check_orientation(s)
+    groups: dict[tuple, list[_Slice]] = defaultdict(list)
+    for s in slices:
+        groups[_stack_key(s)].append(s)
+    keys = sorted(groups, key=str)
+    volumes = []
+    for key in keys:
+        base = _label(key, keys)
+        normal = _normal(groups[key][0].iop)
+        members, dropped = _drop_exact_duplicates(groups[key], normal)
+        repairs = [f"dropped {dropped} exact duplicate instance(s)"] if dropped else []
+        for i, line in enumerate(_split_lines(members, normal)):
+            for sub, stack in _split_repeats(line, normal):
+                parts = [p for p in (base, f"position line {i + 1}" if i else "", sub) if p]
+                volumes.append(_assemble(stack, ", ".join(parts), repairs))
+    return volumes
+
+
+# --------------------------------------------------------------------------- public API
+def _collect(paths: Iterable[Path]) -> tuple[dict[str, list[_Slice]], list[Skipped], int]:
+    series: dict[str, list[_Slice]] = defaultdict(list)
+    skipped: list[Skipped] = []
+    non_dicom = 0
+    for path in paths:
+        slices, why = read_slices(path)
+        if why is not None:
+            skipped.append(why)
+        elif not slices:
+            non_dicom += 1
+        for s in slices:
+            uid = str(s.header.get("SeriesInstanceUID", "") or "")
+            if not uid:
+                skipped.append(Skipped(s.path, "no SeriesInstanceUID"))
+                break
+            series[uid].append(s)
+    return series, skipped, non_dicom
+
+
+def load_study(path: Union[PathLike, Sequence[PathLike]], *, strict: bool = False) -> Study:
+    """Load every MR volume under a folder (or from a list of files).
+
+    Parameters
+    ----------
+    path : path or sequence of paths
+        A folder (scanned recursively; any file names, DICOMDIR allowed) or explicit files.
+    strict : bool
+        Raise the typed error of the first unusable series instead of setting it aside.
+
+    Returns
+    -------
+    Study
+        ``volumes`` (one per geometric stack, sorted by series number), ``skipped``
+        (files and series set aside, with reasons), ``non_dicom_files``.
+
+    Raises
+    ------
+    InputError
+        The path does not exist.
+    NoUsableSeriesError
+        Nothing usable was found.
+    GeometryError, PixelDataError
+        With ``strict=True``, for the first unusable series.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        root = Path(path)
+        if not root.exists():
+            raise InputError("no such file or folder", root)
+        files = _iter_files(root) if root.is_dir() else [root]
+    else:
+        files = sorted(Path(p) for p in path)
+        if not files:
+            raise InputError("no files given")
+        root = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
+    series, skipped, non_dicom = _collect(files)
+    skipped = [Skipped(_relative(s.path, root), s.reason, s.series_instance_uid, s.kind) for s in skipped]
+    volumes: list[Volume] = []
+    for uid in sorted(series, key=lambda u: (_series_number(series[u]), u)):
+        slices = series[uid]
+        reason = _set_aside_reason(slices)
+        description = str(slices[0].header.get("SeriesDescription", "") or "(no description)")
+        where = _relative(slices[0].path, root)
+        if reason:
+            skipped.append(Skipped(f"{where} [{description}]", reason, uid, "series"))
+            continue
+        try:
+            volumes.extend(_series_volumes(slices))
+        except (GeometryError, PixelDataError) as err:
+            if strict:
+                raise
+            skipped.append(Skipped(f"{where} [{description}]", f"{err.message} ({_relative(err.path, root)})",
+                                   uid, "series"))
+    study_uids = tuple(sorted({v.meta.study_instance_uid for v in volumes if v.meta.study_instance_uid}))
+    study = Study(root=root, volumes=volumes, skipped=skipped, non_dicom_files=non_dicom,
+                  study_instance_uids=study_uids)
+    if not volumes:
+        why = "; ".join(sorted({s.reason for s in skipped})[:4]) or "no DICOM images found"
+        raise NoUsableSeriesError(f"no usable MR volume ({len(files)} files, {non_dicom} not DICOM): {why}", root)
+    return study
+
+
+def load_series(files: Sequence[PathLike]) -> list[Volume]:
+    """Load the images of one series (any order) as volumes; every problem raises its typed error.
+
+    Raises
+    ------
+    DicomReadError, PixelDataError, MissingDecoderError, GeometryError, NoUsableSeriesError
+    """
+    slices: list[_Slice] = []
+    for path in files:
+        got, why = read_slices(Path(path))
+        if why is not None:
+            raise (DicomReadError if "DICOM" in why.reason else PixelDataError)(why.reason, path)
+        if not got:
+            raise DicomReadError("not a DICOM file", path)
+        slices.extend(got)
+    if not slices:
+        raise NoUsableSeriesError("no images given")
+    uids = {s.header.get("SeriesInstanceUID") for s in slices}
+    if len(uids) > 1:
+        raise InputError(f"files of {len(uids)} different series given to load_series", files[0])
+    return _series_volumes(slices)
+
+
+def _series_number(slices: list[_Slice]) -> int:
+    try:
+        return int(slices[0].header.get("SeriesNumber"))
+    except (TypeError, ValueError):
+        return 1 << 30
+
+
+def _relative(path: Optional[str], root: Path) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except (ValueError, OSError):
+        return Path(path).name
