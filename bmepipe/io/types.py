@@ -8,7 +8,7 @@ file or series set aside with its reason (:class:`Skipped`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -66,6 +66,13 @@ class VolumeMeta:
     def is_fluid_sensitive(self) -> bool:
         return self.sequence_class == "fluid_sensitive"
 
+    def to_dict(self, *, with_files: bool = False) -> dict:
+        """JSON-friendly dict (tuples as lists); ``source_files`` only if asked (long, and paths)."""
+        d = asdict(self)
+        if not with_files:
+            d.pop("source_files")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
 
 @dataclass
 class Volume:
@@ -108,3 +115,25 @@ class Study:
     skipped: list[Skipped] = field(default_factory=list)
     non_dicom_files: int = 0
     study_instance_uids: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        lines = [f"Study({len(self.volumes)} volumes, {len(self.skipped)} set aside, "
+                 f"{self.non_dicom_files} non-DICOM files)"]
+        lines += [f"  {v!r}" for v in self.volumes]
+        lines += [f"  set aside: {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = "".join(
+            f"<tr><td>{escape(v.meta.series_description or '')}</td><td>{v.meta.sequence_class}</td>"
+            f"<td>{v.meta.sequence_kind}</td><td>{v.meta.plane}</td><td>{v.meta.slice_count}</td>"
+            f"<td>{' x '.join(f'{s:.2f}' for s in v.image.GetSpacing())}</td>"
+            f"<td>{escape(v.meta.stack_label)}</td></tr>"
+            for v in self.volumes)
+        aside = "".join(f"<li>{escape(s.path)}: {escape(s.reason)}</li>" for s in self.skipped)
+        return ("<table><tr><th>series</th><th>class</th><th>kind</th><th>plane</th><th>slices</th>"
+                f"<th>spacing (mm)</th><th>stack</th></tr>{rows}</table>"
+                + (f"<p>Set aside:</p><ul>{aside}</ul>" if aside else "")
+                + f"<p>{self.non_dicom_files} non-DICOM files ignored.</p>")
