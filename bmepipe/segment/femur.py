@@ -1,0 +1,250 @@
+"""Proximal femur bone mask, neck and shaft axes, and the regions of regions.md.
+
+Bone is found as cortex (dark on T1 and fluid-sensitive images) plus marrow
+(bright on T1 when fatty; bright on fluid-sensitive and still above muscle on T1
+when edematous), connected to the femoral head through the neck. The acetabulum
+is cut off by the head sphere and the joint-space gap: close to the head, bone is
+only followed in the directions where it continues without a gap (the neck).
+Intensities are relative to skeletal muscle (muscle = 1, see
+:func:`bmepipe.normalize.standardize`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from .sphere import Grid, fibonacci_directions
+
+__all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes", "neck_direction",
+           "femur_component", "neck_axis", "shaft_axis", "closest_approach"]
+
+#: T1 signal (x muscle) above which a voxel looks like fatty marrow. Normal yellow marrow is
+#: about 3x muscle on T1 spin echo; edematous marrow keeps part of its fat (regions.md convention).
+MARROW_T1_MIN = 1.6
+#: Edematous marrow: fluid-sensitive signal above this and T1 above EDEMA_T1_MIN (muscle-like or brighter);
+#: joint fluid has the fluid signal but is darker than muscle on T1.
+EDEMA_FLUID_MIN = 1.3
+EDEMA_T1_MIN = 1.15
+#: Cortex (signal void on every sequence): T1 below this fraction of muscle, i.e. at least about
+#: half cortex in a voxel next to muscle (the half-voxel rule of regions.md) ...
+CORTEX_T1_MAX = 0.6
+#: ... and the fluid-sensitive signal below muscle (joint fluid is as dark on T1 but bright here).
+CORTEX_FLUID_MAX = 0.8
+
+
+def bone_classes(t1: np.ndarray | None, fluid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marrow-like and cortex-like voxels from muscle-relative images.
+
+    Without T1, marrow is whatever is neither muscle-like nor fluid-bright-and-thin:
+    fatty marrow is dark on fluid-sensitive images (like fat), edematous marrow bright.
+    """
+    if t1 is not None:
+        marrow = (t1 >= MARROW_T1_MIN) | ((t1 >= EDEMA_T1_MIN) & (fluid >= EDEMA_FLUID_MIN))
+        cortex = (t1 < CORTEX_T1_MAX) & (fluid < CORTEX_FLUID_MAX)
+    else:
+        marrow = (fluid < 0.75) | ((fluid >= EDEMA_FLUID_MIN) & (fluid < 3.5))
+        cortex = fluid < 0.25
+    return marrow, cortex
+
+
+def _sample(mask_f: np.ndarray, grid: Grid, points: np.ndarray) -> np.ndarray:
+    idx = grid.to_index(points.reshape(-1, 3)).T
+    return ndimage.map_coordinates(mask_f, idx, order=1, mode="constant", cval=0.0).reshape(points.shape[:-1])
+
+
+def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float) -> tuple[np.ndarray | None, float]:
+    """Directions from the head centre along which bone continues past the sphere without a gap.
+
+    Towards the acetabulum the joint space (cartilage, fluid) interrupts bone just
+    outside the head; only through the neck is bone continuous. Returns the mean of
+    those directions and the cone half-angle (degrees) that holds them, or ``(None, 0)``.
+    """
+    d = fibonacci_directions(1200)
+    r = np.arange(radius_mm - 2.0, radius_mm + 12.01, 1.0)
+    prof = _sample(bone_f, grid, np.asarray(centre)[None, None, :] + r[None, :, None] * d[:, None, :])
+    cont = (prof >= 0.5).all(1)
+    if cont.sum() < 8:
+        return None, 0.0
+    n = d[cont].mean(0)
+    n /= np.linalg.norm(n)
+    # keep the main cluster (the neck) if a few isolated rays pass elsewhere
+    keep = cont & (d @ n > math.cos(math.radians(60)))
+    if keep.sum() < 8:
+        return None, 0.0
+    n = d[keep].mean(0)
+    n /= np.linalg.norm(n)
+    half = float(np.degrees(np.arccos(np.clip(d[keep] @ n, -1, 1))).max())
+    return n, half
+
+
+def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 4.0, depth: float = 0.6) -> np.ndarray:
+    """Thin dark lines (cortex between marrow and fat) as a barrier, per slice.
+
+    Black top-hat (grey closing minus image) over ``width_mm`` in-plane: a cortex
+    thinner than the resolution no longer reaches the cortex threshold, but it still
+    dips below its bright neighbours by more than ``depth`` (x muscle).
+    """
+    size = max(3, int(round(width_mm / min(spacing_mm[:2]))) | 1)
+    closed = ndimage.grey_closing(image, size=(1, size, size))
+    return (closed - image) > depth
+
+
+def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_dist: np.ndarray, seed: np.ndarray,
+                    n: np.ndarray, cone_deg: float, radius_mm: float, spacing_mm, *, shell_mm: float = 22.0,
+                    cortex_max_mm: float = 6.0, min_overlap: float = 0.4) -> np.ndarray:
+    """Femoral bone: the marrow grown from ``seed`` (head interior), plus the cortex around it.
+
+    Marrow is grown through marrow-like voxels only, so the dark cortex is the barrier
+    against fat outside the bone. Growth is in-plane per slice; a region of a slice
+    joins when at least ``min_overlap`` of it lies on the femur of the neighbouring
+    slice, because a thick slice cutting a bone surface tangentially blurs the cortex
+    away and would let the marrow leak into the fat of the next slice.
+    Voxels within ``shell_mm`` outside the head sphere are dropped unless they lie in
+    the neck cone (``cone_deg`` + 15 degrees around ``n``): the acetabular cup cannot
+    join the femur through the joint space even where partial volume blurs the gap.
+    The cortex is then added as the cortex-like voxels within ``cortex_max_mm``
+    (in-plane) of that marrow.
+    """
+    x, y, z = rel
+    cosang = (x * n[0] + y * n[1] + z * n[2]) / np.maximum(centre_dist, 1e-3)
+    cut = (centre_dist > radius_mm - 1.0) & (centre_dist < radius_mm + shell_mm)
+    cut &= cosang < math.cos(math.radians(min(cone_deg + 15.0, 80.0)))
+    dom = (marrow & ~cut) | seed
+    cross = ndimage.generate_binary_structure(2, 1)[None]
+    # break thin bridges (partial-volume contacts with fat through thin cortex) before labelling
+    dom = ndimage.binary_opening(dom, structure=np.ones((1, 3, 3), bool)) | seed
+    nz = dom.shape[0]
+    labels = [ndimage.label(dom[k], structure=cross[0])[0] for k in range(nz)]
+    acc = np.zeros(dom.shape, bool)
+    seeded = [k for k in range(nz) if seed[k].any()]
+    if not seeded:
+        return acc
+    for k in seeded:
+        ids = np.unique(labels[k][seed[k]])
+        acc[k] = np.isin(labels[k], ids[ids > 0])
+
+    def join(k, ref):
+        lab = labels[k]
+        if lab.max() == 0:
+            return
+        area = np.bincount(lab.ravel())
+        over = np.bincount(lab.ravel(), weights=ref.ravel().astype(float), minlength=len(area))
+        ok = np.nonzero((over >= min_overlap * area) & (np.arange(len(area)) > 0))[0]
+        acc[k] |= np.isin(lab, ok)
+
+    for _ in range(2):  # sweeps towards both ends of the stack (trochanter regions apart from the head)
+        for k in range(1, nz):
+            join(k, acc[k - 1])
+        for k in range(nz - 2, -1, -1):
+            join(k, acc[k + 1])
+    # give back the voxels the opening removed along the component's border
+    acc |= ndimage.binary_dilation(acc, structure=cross) & marrow & ~cut
+    # cortex: geodesic dilation inside cortex-like voxels, in-plane
+    # (one unconditional step first: the voxel where marrow and cortex share partial volume)
+    acc = ndimage.binary_dilation(acc, structure=cross)
+    steps = max(1, int(round(cortex_max_mm / min(spacing_mm[:2]))))
+    acc = ndimage.binary_dilation(acc, structure=cross, iterations=steps, mask=cortex | acc)
+    # a slice cutting the cortex tangentially is dark all over: take it from the neighbouring slices
+    acc |= ndimage.binary_dilation(acc, structure=np.array([0, 1, 0], bool)[:, None, None]) & cortex
+    # fill enclosed holes slice by slice (lesions, necrotic content, vascular canals)
+    return np.stack([ndimage.binary_fill_holes(s) for s in acc])
+
+
+def cross_sections(mask_f: np.ndarray, grid: Grid, centre, axis, ts, max_radius_mm: float, step_mm: float = 0.6):
+    """Area (mm^2) and centroid (LPS) of ``mask_f`` on planes perpendicular to ``axis`` at distances ``ts``.
+
+    The plane is sampled on a disc of ``max_radius_mm`` with trilinear interpolation,
+    so thick slices are handled by interpolation, not by voxel counting.
+    """
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    e1 = np.cross(axis, [0.0, 1.0, 0.0] if abs(axis[1]) < 0.9 else [1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    g = np.arange(-max_radius_mm, max_radius_mm + 1e-6, step_mm)
+    a, b = np.meshgrid(g, g, indexing="ij")
+    disc = a * a + b * b <= max_radius_mm**2
+    a, b = a[disc], b[disc]
+    areas, cents = [], []
+    for t in ts:
+        p = np.asarray(centre) + t * axis + a[:, None] * e1 + b[:, None] * e2
+        v = _sample(mask_f, grid, p)
+        w = v.sum()
+        areas.append(w * step_mm * step_mm)
+        cents.append((p * v[:, None]).sum(0) / w if w > 0 else np.asarray(centre) + t * axis)
+    return np.asarray(areas), np.asarray(cents)
+
+
+def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iterations: int = 4):
+    """Neck axis through the head centre along the narrowest neck section (regions.md).
+
+    Alternates: cross-section areas along the current axis, the narrowest one
+    (between 0.55 R and 0.55 R + 30 mm), then the axis through C and that section's
+    centroid (averaged with its neighbours for stability).
+
+    Returns
+    -------
+    n : unit vector, r_n : equivalent-circle radius (mm), t_min : distance of the narrowest section (mm)
+    """
+    n = np.asarray(n0, float) / np.linalg.norm(n0)
+    ts = np.arange(0.55 * radius_mm, 0.55 * radius_mm + 30.0, 1.0)
+    rmax = 1.1 * radius_mm
+    for _ in range(iterations):
+        areas, cents = cross_sections(mask_f, grid, centre, n, ts, rmax)
+        areas_s = ndimage.uniform_filter1d(areas, 3, mode="nearest")
+        i = int(np.argmin(areas_s))
+        lo, hi = max(i - 3, 0), min(i + 4, len(ts))
+        d = cents[lo:hi].mean(0) - np.asarray(centre)
+        n_new = d / np.linalg.norm(d)
+        done = float(n_new @ n) > math.cos(math.radians(0.3))
+        n = n_new
+        if done:
+            break
+    areas, cents = cross_sections(mask_f, grid, centre, n, ts, rmax, step_mm=0.4)
+    areas_s = ndimage.uniform_filter1d(areas, 3, mode="nearest")
+    i = int(np.argmin(areas_s))
+    return n, float(math.sqrt(areas_s[i] / math.pi)), float(ts[i])
+
+
+def shaft_axis(mask: np.ndarray, grid: Grid, coords: tuple, top_z_mm: float, *, step_mm: float = 5.0,
+               min_levels: int = 4):
+    """Shaft axis from centroids of axial (constant-z) sections of the femur below ``top_z_mm``.
+
+    Returns
+    -------
+    point : (3,) LPS on the axis, s : unit vector towards the feet, n_levels : int
+    """
+    x, y, z = coords
+    sel = mask & (z < top_z_mm)
+    if not sel.any():
+        return None, None, 0
+    xs, ys, zs = x[sel], y[sel], z[sel]
+    bins = np.floor((zs - zs.min()) / step_mm).astype(int)
+    cnt = np.bincount(bins)
+    ok = cnt >= max(10, 0.3 * np.median(cnt[cnt > 0]))
+    cx = np.bincount(bins, xs)[ok] / cnt[ok]
+    cy = np.bincount(bins, ys)[ok] / cnt[ok]
+    cz = np.bincount(bins, zs)[ok] / cnt[ok]
+    if len(cz) < min_levels:
+        return None, None, len(cz)
+    pts = np.column_stack([cx, cy, cz])
+    m = pts.mean(0)
+    _, _, vt = np.linalg.svd(pts - m, full_matrices=False)
+    s = vt[0] if vt[0][2] < 0 else -vt[0]
+    return m, s, len(cz)
+
+
+def closest_approach(p1, d1, p2, d2) -> np.ndarray:
+    """Midpoint of the shortest segment between lines ``p1 + a d1`` and ``p2 + b d2``."""
+    p1, d1, p2, d2 = (np.asarray(v, float) for v in (p1, d1, p2, d2))
+    w = p1 - p2
+    a, b, c = d1 @ d1, d1 @ d2, d2 @ d2
+    d, e = d1 @ w, d2 @ w
+    den = a * c - b * b
+    if abs(den) < 1e-9:
+        return p1
+    s = (b * e - c * d) / den
+    t = (a * e - b * d) / den
+    return 0.5 * ((p1 + s * d1) + (p2 + t * d2))

@@ -1,0 +1,397 @@
+"""segment_hips: both proximal femurs, their regions (regions.md) and the landmarks the measurements need.
+
+Per side:
+
+1. **Head sphere** (:mod:`.sphere`): circle-centre votes of in-plane edges in that
+   half of the field of view, a sphere through the stack of circles, then a robust
+   least-squares fit to articular-surface edges found along rays (T1: where bright
+   marrow meets the dark subchondral plate; fluid-sensitive: where the dark bone
+   meets bright cartilage and joint fluid), inward points (collapse, necrotic band)
+   excluded. Marrow brightness never enters the shape, so BME and necrosis cannot
+   bend it.
+2. **Femur** (:mod:`.femur`): cortex + marrow connected to the head through the neck,
+   cut from the acetabulum by the head sphere and the joint-space gap.
+3. **Axes**: neck axis from the narrowest neck section, shaft axis from centroids of
+   axial sections below the lesser trochanter, X = their closest approach.
+4. **Regions** with the exact planes of regions.md (P1, P2, P3, 1.5 r_n), the
+   acetabulum (pelvic bone within R + 15 mm), the joint space, the subchondral zone,
+   the weight-bearing cone and the surface deviation from the sphere (collapse).
+
+Work is done on in-plane 2x2-averaged images (about 1.5 mm pixels) and on rays
+sampled from the full-resolution images; masks are returned on the full grid.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from ..errors import ConfigError, InputError
+from .femur import bone_classes, closest_approach, cortex_barrier, femur_component, neck_axis, neck_direction, shaft_axis
+from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_edges, robust_sphere_fit,
+                     vote_centres)
+from .types import REGIONS, SIDES, HipSegmentation, SideSegmentation
+
+__all__ = ["segment_hips", "segment_hips_images", "T1_EDGE_DEPTH_MM", "FLUID_EDGE_HEIGHT_MM", "SUBCHONDRAL_PLATE_MM",
+           "HEAD_RADIUS_RANGE_MM"]
+
+#: Depth of the T1 marrow edge (half-way between bright marrow and the dark rim) below the
+#: articular bone surface: the subchondral plate (~1 mm, anatomy.md [approx]) plus the
+#: partial-volume spread of the plate and cartilage. Calibrated on tuning phantoms (seeds 5, 11, 21),
+#: never on the test or benchmark seeds.
+T1_EDGE_DEPTH_MM = 1.4
+#: Height of the fluid-sensitive edge (dark bone to bright cartilage / joint fluid) above the
+#: articular bone surface: about half the femoral cartilage thickness blurred; calibrated as above.
+FLUID_EDGE_HEIGHT_MM = 0.85
+#: Subchondral plate thickness: head voxels shallower than this are cortex, not marrow [approx, anatomy.md].
+SUBCHONDRAL_PLATE_MM = 1.0
+#: Plausible femoral-head radii searched (mm): adult 21-28 (anatomy.md) with margin.
+HEAD_RADIUS_RANGE_MM = (18.0, 32.0)
+#: Minimum fraction of surface rays agreeing with the fitted sphere for a head to be accepted.
+MIN_INLIER_FRACTION = 0.5
+#: Minimum circle-stack score (0-1; 1 = every slice's strongest edge lies on the sphere).
+MIN_CIRCLE_SCORE = 0.55
+#: Weight-bearing cone half-angle around +z (regions.md).
+WEIGHT_BEARING_HALF_ANGLE_DEG = 45.0
+#: Acetabulum = pelvic bone within R + this of C (regions.md).
+ACETABULUM_MARGIN_MM = 15.0
+#: Region planes (regions.md): neck within 1.5 r_n of the neck axis, P3 50 mm below X.
+NECK_RADIUS_FACTOR = 1.5
+P3_BELOW_X_MM = 50.0
+
+
+# --------------------------------------------------------------------------- helpers
+def _array(image) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+
+
+def _roi(grid: Grid, lo_lps, hi_lps, pad: int = 1) -> tuple[slice, slice, slice]:
+    """Index box of ``grid`` covering the LPS box ``[lo, hi]``."""
+    corners = np.array([[a, b, c] for a in (lo_lps[0], hi_lps[0]) for b in (lo_lps[1], hi_lps[1])
+                        for c in (lo_lps[2], hi_lps[2])])
+    idx = grid.to_index(corners)
+    lo = np.maximum(np.floor(idx.min(0)).astype(int) - pad, 0)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + pad + 1, grid.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _sub_grid(grid: Grid, roi) -> Grid:
+    o = grid.to_lps([[roi[0].start, roi[1].start, roi[2].start]])[0]
+    shape = tuple(s.stop - s.start for s in roi)
+    return Grid(shape, grid.spacing, tuple(o), grid.direction)
+
+
+def _side_box(centre, radius, side):
+    """LPS box of one proximal femur and its acetabulum around the head centre."""
+    sign = -1.0 if side == "right" else 1.0
+    u = np.array([-radius - 25.0, 120.0])  # local lateral coordinate (medial .. lateral)
+    xs = np.sort(centre[0] + sign * u)
+    lo = np.array([xs[0], centre[1] - radius - 45.0, centre[2] - 400.0])
+    hi = np.array([xs[1], centre[1] + radius + 50.0, centre[2] + radius + 25.0])
+    return lo, hi
+
+
+def _failed(side: str, reason: str, depth: float) -> SideSegmentation:
+    return SideSegmentation(side=side, status="failed", reason=reason, subchondral_depth_mm=depth)
+
+
+# --------------------------------------------------------------------------- head sphere
+def _refine_sphere(images, grid: Grid, centre, radius, directions, iterations: int = 3):
+    """Robust fit to the articular-surface edges of every available series.
+
+    ``images`` is a list of ``(array, polarity, offset_mm)``: edges are shifted by
+    ``offset_mm`` along the ray to the bone surface before fitting.
+    """
+    c, r = np.asarray(centre, float), float(radius)
+    for _ in range(iterations):
+        pts, wts, per = [], [], []
+        for img, pol, off in images:
+            dist, s = ray_edges(img, grid, c, r - off, directions, pol)
+            ok = np.isfinite(dist)
+            pts.append(c + (dist[ok] + off)[:, None] * directions[ok])
+            wts.append(s[ok] / max(np.median(s[ok]), 1e-9) if ok.any() else s[ok])
+            per.append((dist + off, ok))
+        p, w = np.concatenate(pts), np.concatenate(wts)
+        if len(p) < 30:
+            return None
+        c, r, w_fit = robust_sphere_fit(p, w, c, r)
+    n_rays = sum(len(directions) for _ in images)
+    inlier = float((w_fit > 0).sum()) / n_rays
+    # per-ray surface radius (median over series) and deviation from the sphere
+    surf = np.full((len(images), len(directions)), np.nan)
+    for k, (img, pol, off) in enumerate(images):
+        dist, s = ray_edges(img, grid, c, r - off, directions, pol)
+        surf[k] = dist + off
+    with np.errstate(all="ignore"):
+        surf_r = np.nanmedian(surf, axis=0) if np.isfinite(surf).any() else surf[0]
+    return c, r, inlier, surf_r
+
+
+def _find_head(det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions):
+    """Best head sphere among the strongest circle-centre peaks of one side; None with a reason if none."""
+    acc = vote_centres(det_w, gw, (8.0, HEAD_RADIUS_RANGE_MM[1]), polarity=0)
+    acc[:, ~side_cols] = 0
+    if not np.any(acc > 0):
+        return None, "no circular structure in this half of the field of view"
+    size = max(3, int(round(20.0 / gw.spacing[0])))
+    peaks = np.argwhere((acc == ndimage.maximum_filter(acc, size=size)) & (acc > 0.2 * acc.max()))
+    order = np.argsort(-acc[peaks[:, 0], peaks[:, 1]])[:4]
+    best, why = None, "no sphere of femoral-head size (radius 18-32 mm) in this half of the field of view"
+    for o in order:
+        j, i = peaks[o]
+        c0, r0, score = circle_stack_fit(det_w, gw, float(j), float(i), HEAD_RADIUS_RANGE_MM, polarity)
+        if score < MIN_CIRCLE_SCORE:
+            continue
+        off0 = images_full[0][2]
+        fit = _refine_sphere(images_full, grid, c0, r0 + off0, directions)
+        if fit is None:
+            continue
+        c, r, inlier, surf = fit
+        if not HEAD_RADIUS_RANGE_MM[0] + 0.5 <= r <= HEAD_RADIUS_RANGE_MM[1] - 0.5:
+            why = f"the best sphere has an implausible radius ({r:.1f} mm)"
+            continue
+        if inlier < MIN_INLIER_FRACTION:
+            why = f"no sphere with a consistent articular surface (best {100 * inlier:.0f} % of rays agree)"
+            continue
+        quality = inlier * score
+        if best is None or quality > best[0]:
+            best = (quality, c, r, inlier, surf, score)
+    if best is None:
+        return None, why
+    return best[1:], None
+
+
+# --------------------------------------------------------------------------- public API
+def segment_hips(normalized, *, subchondral_depth_mm: float = 5.0, use_t1: bool = True) -> HipSegmentation:
+    """Segment both proximal femurs of a normalized study.
+
+    Parameters
+    ----------
+    normalized : bmepipe.normalize.NormalizedStudy
+        Its muscle-relative images ``fluid_rel`` and ``t1_rel`` are used (T1 on the fluid grid).
+    subchondral_depth_mm : float
+        Depth of the subchondral zone below the articular surface (regions.md: 5 mm).
+    use_t1 : bool
+        Use the T1 series when present (the fluid-sensitive series alone also works).
+
+    Returns
+    -------
+    HipSegmentation
+        Masks on the fluid-sensitive grid; a side without a femoral head has
+        ``status == "failed"`` and a ``reason``.
+    """
+    t1 = normalized.t1_rel if use_t1 else None
+    return segment_hips_images(normalized.fluid_rel, t1, subchondral_depth_mm=subchondral_depth_mm)
+
+
+def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) -> HipSegmentation:
+    """Segment both proximal femurs from muscle-relative images (muscle = 1).
+
+    Parameters
+    ----------
+    fluid : SimpleITK.Image
+        Fluid-sensitive series (STIR, T2/PD fat-saturated), divided by skeletal muscle.
+    t1 : SimpleITK.Image, optional
+        T1 series on the same grid, divided by skeletal muscle (0 outside its coverage).
+    subchondral_depth_mm : float
+
+    Returns
+    -------
+    HipSegmentation
+    """
+    if not 0 < subchondral_depth_mm <= 15:
+        raise ConfigError("subchondral_depth_mm must be in (0, 15]")
+    timings: dict = {}
+    t_start = time.perf_counter()
+    grid = Grid.from_sitk(fluid)
+    F = _array(fluid)
+    T = None
+    if t1 is not None:
+        if tuple(t1.GetSize()) != tuple(fluid.GetSize()):
+            raise InputError("T1 image is not on the fluid-sensitive grid (resample it first)")
+        T = _array(t1)
+        if not np.any(T > 0):
+            T = None
+    if min(F.shape) < 3:
+        sides = {s: _failed(s, "not a volume (fewer than 3 slices, rows or columns)", subchondral_depth_mm)
+                 for s in SIDES}
+        return HipSegmentation(sides, grid.spacing, grid.origin, tuple(grid.direction.ravel()), timings)
+    f = max(1, int(round(1.4 / min(grid.spacing[:2]))))
+    gw = grid.downsampled(f)
+    Fw = block_mean(F, f)
+    Tw = block_mean(T, f) if T is not None else None
+    timings["prepare"] = time.perf_counter() - t_start
+
+    # detection on T1 when present (marrow/plate edge), else on the fluid image
+    det = Tw if Tw is not None else Fw
+    pol = -1 if Tw is not None else 1
+    images_full = []
+    if T is not None:
+        images_full.append((T, -1, T1_EDGE_DEPTH_MM))
+    images_full.append((F, 1, -FLUID_EDGE_HEIGHT_MM))
+    dirs = fibonacci_directions(900)
+    dirs = dirs[np.abs(dirs @ grid.normal) < 0.75]  # in-plane edges only (thick slices blur the rest)
+
+    # laterality from patient coordinates: right hip at negative x (LPS), split at the body's midline
+    ny, nx = gw.shape[1:]
+    cols = gw.to_lps(np.column_stack([np.full(nx, gw.shape[0] / 2), np.full(nx, ny / 2), np.arange(nx)]))[:, 0]
+    body = (Fw + (Tw if Tw is not None else 0)) > 0.3
+    colw = body.sum(axis=(0, 1)).astype(float)
+    midline = float((cols * colw).sum() / colw.sum()) if colw.sum() > 0 else float(cols.mean())
+
+    sides = {}
+    for side in SIDES:
+        t0 = time.perf_counter()
+        sign = -1.0 if side == "right" else 1.0
+        side_cols = sign * (cols - midline) > 30.0
+        if not side_cols.any():
+            sides[side] = _failed(side, f"the {side} half of the body is outside the field of view", subchondral_depth_mm)
+            continue
+        found, why = _find_head(det, gw, images_full, grid, side_cols, pol, dirs)
+        timings[f"{side}_head"] = time.perf_counter() - t0
+        if found is None:
+            sides[side] = _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
+            continue
+        c, r, inlier, surf, score = found
+        t0 = time.perf_counter()
+        try:
+            sides[side] = _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, subchondral_depth_mm)
+        except _SideFailure as exc:
+            sides[side] = _failed(side, str(exc), subchondral_depth_mm)
+        timings[f"{side}_femur"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    return HipSegmentation(sides, tuple(grid.spacing), tuple(grid.origin), tuple(grid.direction.ravel()), timings)
+
+
+class _SideFailure(Exception):
+    pass
+
+
+def _collapse_lookup(dirs, surf, radius):
+    """Inward surface deviation (mm, <= 0) as a function of direction (nearest rays, median of 7)."""
+    dev = surf - radius
+    ok = np.isfinite(dev)
+    tree = cKDTree(dirs[ok])
+    d_ok = dev[ok]
+    _, nb = tree.query(dirs[ok], k=min(7, ok.sum()))
+    smooth = np.median(d_ok[nb], axis=1)
+    smooth = np.where(smooth < -1.0, np.maximum(smooth, -8.0), 0.0)  # only real dents count
+
+    def lookup(unit):
+        dist, k = tree.query(unit, k=1)
+        out = smooth[k]
+        out[dist > math.radians(12.0)] = 0.0
+        return out
+
+    return lookup, dev
+
+
+def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
+    lo, hi = _side_box(c, r, side)
+    roi = _roi(grid, lo, hi)
+    sub = _sub_grid(grid, roi)
+    X_, Y_, Z_ = sub.axis_coordinates()
+    px, py, pz = X_ - np.float32(c[0]), Y_ - np.float32(c[1]), Z_ - np.float32(c[2])
+    rr = np.sqrt(px * px + py * py + pz * pz)
+    # tissue classes on lightly smoothed images (noise), cortex reinforced by thin dark lines
+    Fs = ndimage.gaussian_filter(F[roi], (0, 0.7, 0.7))
+    Ts = ndimage.gaussian_filter(T[roi], (0, 0.7, 0.7)) if T is not None else None
+    marrow_like, cortex = bone_classes(Ts, Fs)
+    if Ts is not None:
+        marrow_like &= ~cortex_barrier(Ts, sub.spacing)
+    lookup, dev = _collapse_lookup(dirs, surf, r)
+    seed = rr < r - 2.0
+    n0, cone = neck_direction((marrow_like | seed).astype(np.float32), sub, c, r)
+    if n0 is None:
+        raise _SideFailure("femoral head found but no femoral neck continues from it")
+    comp = femur_component(marrow_like, cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing)
+    n, rn, t_min = neck_axis(comp.astype(np.float32), sub, c, r, n0)
+    if not 0.35 * r <= rn <= 0.95 * r:
+        raise _SideFailure(f"implausible femoral neck (narrowest radius {rn:.1f} mm for a {r:.1f} mm head)")
+    top = c[2] - 95.0  # below the lesser trochanter (X ~ 40 mm and the trochanter ~ 30 mm lower, anatomy.md)
+    p_s, s, n_levels = shaft_axis(comp, sub, (X_, Y_, Z_), top)
+    warnings = []
+    if s is None:
+        # too little shaft in the field of view: assume the typical adduction (anatomy.md ~7 degrees)
+        sign = -1.0 if side == "right" else 1.0
+        a = math.radians(7.0)
+        s = np.array([-sign * math.sin(a), 0.0, -math.cos(a)])
+        low = comp & (pz < -40.0)
+        p_s = (np.array([X_[low].mean(), Y_[low].mean(), Z_[low].mean()]) if low.any() else c + 45.0 * n)
+        warnings.append("shaft axis assumed: too little femoral shaft in the field of view")
+    X = closest_approach(c, n, p_s, s)
+    L = float((X - c) @ n)
+    if not 25.0 <= L <= 90.0:
+        raise _SideFailure(f"implausible neck length {L:.1f} mm (neck and shaft axes do not meet below the head)")
+    d1 = math.sqrt(max(r * r - rn * rn, 0.0))
+
+    t = px * np.float32(n[0]) + py * np.float32(n[1]) + pz * np.float32(n[2])
+    rho = np.sqrt(np.maximum(rr * rr - t * t, 0))
+    hx, hy, hz = X_ - np.float32(X[0]), Y_ - np.float32(X[1]), Z_ - np.float32(X[2])
+    h = hx * np.float32(s[0]) + hy * np.float32(s[1]) + hz * np.float32(s[2])
+    # articular surface radius per voxel direction (collapse dents the sphere inwards)
+    near = rr < r + 3.0
+    r_surf = np.full(rr.shape, np.float32(r))
+    if near.any():
+        unit = np.column_stack([px[near], py[near], pz[near]]) / np.maximum(rr[near], 1e-3)[:, None]
+        r_surf[near] = r + lookup(unit)
+    ball = rr < r_surf
+    head = ball & (t < d1)
+    rest = (comp | ball) & (t >= d1)
+    neck = rest & (t < L) & (rho <= NECK_RADIUS_FACTOR * rn)
+    other = rest & ~neck
+    inter = other & (h < P3_BELOW_X_MM)
+    shaft = other & (h >= P3_BELOW_X_MM)
+    femur = head | rest
+
+    # acetabulum: pelvic bone (bone-like, not femur) within R + 15 mm, away from the neck
+    bone_full = marrow_like | cortex
+    cosang = t / np.maximum(rr, 1e-3)
+    cup = bone_full & ~ndimage.binary_dilation(femur, np.ones((1, 3, 3), bool)) & (rr > r + 1.5)
+    cup &= (rr <= r + ACETABULUM_MARGIN_MM) & (cosang < math.cos(math.radians(min(cone + 10.0, 80.0))))
+    # joint space: articular shell outside the head (not bone) and the capsular recess along the neck
+    shell = (rr >= r_surf) & (rr < r + 6.0) & (cosang < math.cos(math.radians(max(cone - 5.0, 5.0))))
+    recess = (t >= d1 - 3.0) & (t <= 0.85 * L) & (rho <= NECK_RADIUS_FACTOR * rn + 8.0)
+    joint = (shell | recess) & ~femur & ~cup
+    # marrow: femur minus cortex (dark on every series); in the head, below the subchondral plate
+    depth = r_surf - rr
+    marrow = (head & (depth >= SUBCHONDRAL_PLATE_MM)) | (rest & ~cortex & ~(ball & (depth < SUBCHONDRAL_PLATE_MM)))
+    subchondral = head & (depth >= SUBCHONDRAL_PLATE_MM) & (depth <= depth_mm)
+    wb = head & (pz >= rr * np.float32(math.cos(math.radians(WEIGHT_BEARING_HALF_ANGLE_DEG))))
+
+    def full(m):
+        out = np.zeros(grid.shape, bool)
+        out[roi] = m
+        return out
+
+    regions = {"femoral_head": full(head), "femoral_neck": full(neck), "intertrochanteric": full(inter),
+               "proximal_shaft": full(shaft), "acetabulum": full(cup)}
+    assert set(regions) == set(REGIONS)
+    ok_dev = np.isfinite(dev)
+    surface_pts = c + (r + dev[ok_dev])[:, None] * dirs[ok_dev]
+    return SideSegmentation(
+        side=side, status="analysed", reason=None, regions=regions, marrow=full(marrow), joint_space=full(joint),
+        head_center_lps_mm=tuple(float(v) for v in c), head_radius_mm=float(r), neck_axis=tuple(float(v) for v in n),
+        neck_radius_mm=float(rn), shaft_axis=tuple(float(v) for v in s),
+        neck_shaft_point_lps_mm=tuple(float(v) for v in X),
+        head_neck_junction_lps_mm=tuple(float(v) for v in c + d1 * n), subchondral_depth_mm=float(depth_mm),
+        subchondral_zone=full(subchondral), weight_bearing=full(wb), surface_points_lps_mm=surface_pts,
+        surface_deviation_mm=dev[ok_dev],
+        extras={"inlier_fraction": round(inlier, 3), "neck_cone_deg": round(cone, 1), "neck_length_mm": round(L, 2),
+                "narrowest_neck_t_mm": round(t_min, 2), "shaft_levels": int(n_levels), "warnings": warnings,
+                "neck_shaft_angle_deg": round(_neck_shaft_angle(n, s), 2)},
+    )
+
+
+def _neck_shaft_angle(n, s) -> float:
+    """Angle between n and -s projected on the coronal (x-z) plane (regions.md)."""
+    a = np.array([n[0], n[2]])
+    b = -np.array([s[0], s[2]])
+    cosang = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(np.clip(cosang, -1, 1))))
