@@ -36,7 +36,8 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}t
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.flagged td{background:#fde2e1}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:14px}
-.card{border:1px solid #bbb;border-radius:6px;padding:10px 14px}
+.card{border:1px solid #bbb;border-radius:6px;padding:10px 14px;min-width:0}
+.card table{width:100%;table-layout:fixed;overflow-wrap:anywhere;font-size:12.5px}
 .badge{display:inline-block;color:#fff;border-radius:4px;padding:2px 10px;font-weight:bold;font-size:16px}
 .failed{color:#a00;font-weight:bold}
 figure{margin:10px 0 18px}figure img{max-width:100%;height:auto;border:1px solid #ddd;display:block}
