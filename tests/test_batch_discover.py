@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batch_cohort import base_studies, make_cohort
-from bmepipe.batch import discover_studies, stage_files
+from bmepipe.batch import discover_studies
 from bmepipe.errors import ConfigError, InputError
 
 
@@ -114,14 +114,6 @@ def test_output_folder_and_hidden_files_inside_root_are_not_scanned(cohort):
     refs = discover_studies(cohort.root, salt="s", exclude=[out])
     assert len(refs) == 6
     assert not any(str(out) in f or "/.cache/" in f for r in refs for f in r.files)
-
-
-def test_stage_files_links_exactly_the_study(cohort, tmp_path):
-    ref = next(r for r in discover_studies(cohort.root) if r.study_instance_uid == cohort.uids[1])
-    staged = stage_files(ref, tmp_path / "staged")
-    links = [p for p in staged.rglob("*") if p.is_symlink()]
-    assert sorted(os.path.realpath(p) for p in links) == sorted(os.path.realpath(f) for f in ref.files)
-    assert {p.relative_to(staged).parts[0] for p in links} == {"part_a", "part_b"}  # layout kept
 
 
 def test_bad_arguments_are_typed_errors(tmp_path):

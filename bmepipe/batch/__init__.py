@@ -13,7 +13,7 @@ local and Dask execution), :mod:`~bmepipe.batch.summary` (the cohort table).
 from .discover import NAMINGS, StudyRef, discover_studies
 from .engine import (DEFAULT_TIMEOUT_S, BatchResult, StudyOutcome, is_finished, load_cohort, params_hash, run_batch,
                      run_study, study_folders)
-from .jobs import analyze_job, inspect_job, resolve_job, stage_files
+from .jobs import analyze_available, analyze_job, inspect_job, resolve_job
 from .summary import build_summary, write_summary
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "resolve_job",
     "inspect_job",
     "analyze_job",
-    "stage_files",
+    "analyze_available",
     "build_summary",
     "write_summary",
 ]

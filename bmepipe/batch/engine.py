@@ -191,7 +191,6 @@ def _finalize(partial: Path, final: Path) -> None:
 def _write_study(ref: StudyRef, out: Path, partial: Path, *, status: str, error: Optional[str],
                  tb: Optional[str], started: str, elapsed_s: float, job_s: Optional[float],
                  job_name: str, phash: str) -> None:
-    shutil.rmtree(partial / "_input", ignore_errors=True)  # staged input links of a killed job
     if tb:
         atomic_write_text(partial / "error.txt", tb)
     done = {
