@@ -124,6 +124,9 @@ def _evidence(side, other, p: PatternParams, qparams) -> list:
         _item(items, "contralateral bme.distribution.head_neck_coverage", ocov, "1", p.normal_max_coverage, "<",
               "toh_like", "TOH usually affects one hip at a time (Radiopaedia; clinical.md section 1)", p.w_unilateral)
     # SIF
+    _item(items, "avn.present", avn.present, None, None, "absent", "sif_like",
+          "no necrotic segment in SIF (histology: fracture callus and granulation tissue; Yamamoto 2012; "
+          "Zhao et al., Skeletal Radiol 2010;39:185)", p.w_no_segment_sif)
     _item(items, "sif.present", sif.present, None, None, "present", "sif_like",
           "subchondral low-signal line parallel/convex to the surface (Yamamoto, Clin Orthop Surg 2012;4:173)",
           p.w_line)
@@ -169,6 +172,7 @@ def _veto(label_scores: dict, side, p: PatternParams) -> dict:
     if side.avn.present:
         s["normal"] = 0.0
         s["toh_like"] *= p.toh_with_segment_factor  # TOH has no necrotic core (clinical.md section 2)
+        s["sif_like"] *= p.toh_with_segment_factor  # nor has SIF (Yamamoto 2012)
     cov = (side.bme.distribution or {}).get("head_neck_coverage") or 0.0
     if cov >= p.normal_max_coverage:
         s["normal"] = min(s["normal"], 0.5)

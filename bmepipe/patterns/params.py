@@ -38,8 +38,8 @@ class PatternParams:
     high_confidence_margin : float
         Margin from which confidence is high (before QC) [tuned].
     toh_with_segment_factor : float
-        TOH score multiplier when a necrotic segment is present (TOH has no necrotic
-        core, clinical.md section 2).
+        TOH and SIF score multiplier when a necrotic segment is present (neither has
+        a necrotic core: clinical.md section 2; Yamamoto 2012).
     w_* : float
         Evidence weights.
     """
@@ -59,12 +59,13 @@ class PatternParams:
     w_double_line: float = 1.0
     w_bilateral: float = 0.5
     w_diffuse: float = 2.0
-    w_homogeneous: float = 2.0
+    w_homogeneous: float = 3.0
     w_intertrochanteric: float = 0.5
     w_medial_sparing: float = 0.5
     w_unilateral: float = 0.5
     w_line: float = 2.0
-    w_focal: float = 2.0
+    w_focal: float = 3.0
+    w_no_segment_sif: float = 1.0
     w_vande_berg: float = 0.5
     w_band_depth: float = 0.5
     w_bme_present: float = 1.0

@@ -93,7 +93,8 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
         e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm)
     elif e_t is not None:
         # normal marrow nearly as bright as edema: failed fat suppression; measure on T1 alone
-        e_f, bme_from = e_t, "T1 signal only (normal marrow too bright on the fluid-sensitive series)"
+        e_f = e_t * np.float32(params.bme_edema_fraction / params.t1_only_edema_fraction)
+        bme_from = "T1 signal only (normal marrow too bright on the fluid-sensitive series)"
     common = {"normal_marrow_fluid": f_n, "normal_marrow_t1": t_n, "edema_signal_fluid": f_ed,
               "edema_signal_fluid_from": f_how, "edema_signal_t1": t_ed, "edema_signal_t1_from": t_how,
               "joint_fluid_signal": f_fl, "joint_fluid_signal_from": fl_how, "bme_from": bme_from}

@@ -6,7 +6,8 @@ The necrotic segment of osteonecrosis is bordered by a low-signal band on T1
 images (double-line sign, Mitchell et al., Radiology 1987;162:709). On every ray
 from the head centre (:mod:`bmepipe.quantify.headframe`) the band is a T1 dip:
 darker than normal fatty marrow by ``band_t1_drop`` with brighter T1 on both
-sides, deeper than ``band_min_depth_mm`` below the surface (AVN bands are deep,
+sides (or, for a fluid or fibrous centre, a sharp and lasting T1 drop), deeper
+than ``band_min_depth_mm`` below the surface (AVN bands are deep,
 SIF bands shallow: depth-of-band study, clinical.md section 3). The reactive
 interface is a smooth cap, so a sphere is fitted robustly to the dip points; the
 segment is the femoral head inside it (its reactive border included, as in
@@ -83,6 +84,27 @@ def _dips(t1: np.ndarray, valid: np.ndarray, t1_normal: float, params: QuantifyP
     after = np.where(valid & (r_idx > k[:, None]), t1, -np.inf).max(axis=1)
     rise = params.band_t1_rise * t1_normal
     ok = (tmin < (1 - params.band_t1_drop) * t1_normal) & (before - tmin >= rise) & (after - tmin >= rise)
+    return np.where(ok, k, -1)
+
+
+def _steps(t1: np.ndarray, valid: np.ndarray, t1_normal: float, half: int, params: QuantifyParams) -> np.ndarray:
+    """Index of a sharp, lasting T1 drop (the border of a T1-dark segment centre) on every ray, -1 where none.
+
+    A segment with a fluid or fibrous centre (Mitchell classes C, D; clinical.md section 4) is dark on T1
+    beyond its band, so there is no dip, but a drop of ``band_t1_step`` x normal marrow within
+    ``2 half`` samples after which T1 stays below ``(1 - band_t1_drop)`` x normal up to the surface;
+    the gradual T1 change of edema fronts (ill-defined, clinical.md section 2) does not qualify.
+    """
+    n_rays, n_r = t1.shape
+    t = np.where(valid, t1, np.nan)
+    drop = np.full(t.shape, -np.inf)
+    drop[:, half:n_r - half] = t[:, :n_r - 2 * half] - t[:, 2 * half:]
+    drop = np.where(np.isnan(drop), -np.inf, drop)
+    k = np.argmax(drop, axis=1)
+    big = drop[np.arange(n_rays), k] >= params.band_t1_step * t1_normal
+    r_idx = np.arange(n_r)[None, :]
+    beyond = np.where(valid & (r_idx > k[:, None] + half), t1, -np.inf).max(axis=1)
+    ok = big & (beyond < (1 - params.band_t1_drop) * t1_normal) & np.isfinite(beyond)
     return np.where(ok, k, -1)
 
 
@@ -178,6 +200,9 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     depth = R - frame.r_mm
     valid = (head_rays >= 0.5) & (depth >= 2.0)[None, None, :] & (frame.r_mm >= 2.0)[None, None, :]
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
+    half = max(1, int(round(2.0 / (frame.r_mm[1] - frame.r_mm[0]))))
+    ks = _steps(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, half, params).reshape(n_th, n_ph)
+    k = np.where(k >= 0, k, ks)
     deep = (k >= 0) & (depth[np.maximum(k, 0)] >= params.band_min_depth_mm)
     if deep.sum() < 8:
         return None

@@ -1,0 +1,155 @@
+"""Quantification building blocks against analytic geometry, signal equations and the staging tables.
+
+Oracles: spheres and spherical caps (closed-form arcs and volumes), the magnitude
+inversion-recovery null (TI = T1 ln 2), the cut-offs as printed in clinical.md
+(ARCO 2019 extent groups, modified Kerboul grades of Ha et al. 2006, JIC types of
+Sugano et al. 2002), and synthetic arrays whose answer is known by construction.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bmepipe.errors import ConfigError
+from bmepipe.quantify import QuantifyParams
+from bmepipe.quantify.bme import bme_mask, edema_fraction
+from bmepipe.quantify.calibration import signal_ratio
+from bmepipe.quantify.effusion import effusion
+from bmepipe.quantify.headframe import head_frame
+from bmepipe.quantify.necrosis import (arc_angles_deg, arco_extent_group, collapse_depth_mm, fit_sphere, jic_type,
+                                       kerboul_grade)
+from bmepipe.segment.types import HipSegmentation, SideSegmentation
+
+
+def test_fit_sphere_recovers_centre_and_radius():
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(200, 3))
+    d /= np.linalg.norm(d, axis=1)[:, None]
+    c, r = fit_sphere(np.array([3.0, -2.0, 5.0]) + 17.5 * d[d[:, 2] > 0.2])  # a cap only, like a band
+    assert np.allclose(c, [3.0, -2.0, 5.0], atol=1e-6) and r == pytest.approx(17.5, abs=1e-6)
+
+
+def test_arc_of_a_ball_cap_matches_closed_form():
+    # Ball of radius R centred D above the head centre: the head sphere's points inside it span
+    # a polar half-angle acos(D / 2R) around superior (law of cosines), on any great circle through the pole.
+    R, D = 24.0, 20.0
+    expected = 2 * math.degrees(math.acos(D / (2 * R)))
+    for plane in ("coronal", "sagittal"):
+        alpha, inside = arc_angles_deg(np.array([0.0, 0.0, D]), R, R, plane, step=0.1)
+        assert inside.sum() * 0.1 == pytest.approx(expected, abs=0.3)
+
+
+@pytest.mark.parametrize("lateral_end, edge, expected", [(-30.0, 30.0, "A"), (-20.0, 30.0, "A"), (0.0, 30.0, "B"),
+                                                          (5.0, 30.0, "B"), (10.0, 30.0, "C1"), (25.0, 30.0, "C1"),
+                                                          (40.0, 30.0, "C2")])
+def test_jic_type_thirds_of_the_weight_bearing_portion(lateral_end, edge, expected):
+    # weight-bearing portion from 45 deg medial to the acetabular edge (here 30 deg lateral), cut in thirds from
+    # medial (Sugano 2002): medial third up to -20 deg, two thirds up to +5 deg
+    alpha = np.arange(-180.0, 180.0, 0.5)
+    inside = (alpha >= -60.0) & (alpha <= lateral_end)
+    assert jic_type(alpha, inside, edge) == expected
+
+
+def test_jic_none_outside_the_weight_bearing_portion():
+    alpha = np.arange(-180.0, 180.0, 0.5)
+    assert jic_type(alpha, (alpha > 100) & (alpha < 120), 30.0) is None
+
+
+@pytest.mark.parametrize("angle, grade", [(150.0, 1), (199.9, 1), (200.0, 2), (249.9, 2), (250.0, 3), (299.9, 3),
+                                          (300.0, 4), (None, None)])
+def test_kerboul_grades_ha_2006(angle, grade):
+    assert kerboul_grade(angle) == grade
+
+
+@pytest.mark.parametrize("pct, group", [(0.0, "A"), (14.99, "A"), (15.0, "B"), (30.0, "B"), (30.01, "C"), (None, None)])
+def test_arco_extent_groups(pct, group):
+    assert arco_extent_group(pct) == group
+
+
+def test_collapse_is_largest_inward_deviation_in_the_weight_bearing_cone():
+    c = np.array([10.0, 20.0, 30.0])
+    dirs = np.array([[0, 0, 1.0], [math.sin(0.5), 0, math.cos(0.5)], [1.0, 0, 0]])  # 0, 28.6 and 90 deg from superior
+    dev = np.array([-1.2, -2.5, -7.0])  # the 90-degree point lies outside the 45-degree cone
+    side = SimpleNamespace(surface_points_lps_mm=c + 24 * dirs, surface_deviation_mm=dev, head_center_lps_mm=tuple(c))
+    assert collapse_depth_mm(side, 45.0) == pytest.approx(2.5)
+    side.surface_deviation_mm = np.array([0.3, 0.1, -7.0])
+    assert collapse_depth_mm(side, 45.0) == 0.0
+
+
+def test_stir_edema_signal_vanishes_at_its_null_and_fs_edema_is_bright():
+    # magnitude IR null at TI = T1 ln 2 when TR >> T1 (mr_physics.md section 3); edema T1 at 1.5 T is 1150 ms here
+    assert signal_ratio("edema", "stir", 1.5, 1e7, 1.0, 1150.0 * math.log(2)) == pytest.approx(0.0, abs=1e-9)
+    # long-TR, long-TE fat-suppressed T2: edema (T2 90 ms) far brighter than muscle (T2 35.5 ms)
+    assert signal_ratio("edema", "t2_fs", 1.5, 4000.0, 70.0) > 2.0
+    assert signal_ratio("fluid", "t2_fs", 3.0, 4500.0, 70.0) > signal_ratio("edema", "t2_fs", 3.0, 4500.0, 70.0)
+    assert signal_ratio("edema", "stir", 1.5, 4000.0, 50.0, None) is None  # STIR needs TI
+
+
+def test_edema_fraction_is_linear_between_normal_and_edema_levels():
+    img = np.array([[[0.5, 1.25, 2.0, 3.5]]], np.float32)
+    e = edema_fraction(img, 0.5, 3.5, (1.0, 1.0, 1.0), smoothing_mm=0.0)
+    assert np.allclose(e, [[[0.0, 0.25, 0.5, 1.0]]])
+
+
+def test_bme_mask_thresholds_requires_t1_support_and_drops_specks():
+    p = QuantifyParams(bme_min_component_ml=0.005)
+    e = np.zeros((4, 20, 20), np.float32)
+    e[1:3, 5:10, 5:10] = 0.5  # 50 voxels = 0.05 ml at 1 mm
+    e[0, 15, 15] = 0.9  # single-voxel speck
+    e_t1 = np.full_like(e, 0.5)
+    e_t1[1:3, 5:10, 5:7] = 0.0  # bright on fluid but fatty on T1 (failed fat suppression): not BME
+    marrow = np.ones(e.shape, bool)
+    m = bme_mask(e, e_t1, marrow, (1.0, 1.0, 1.0), p)
+    assert m.sum() == 2 * 5 * 3 and not m[0, 15, 15] and not m[1:3, 5:10, 5:7].any()
+    assert bme_mask(e, None, marrow & (np.arange(20) < 8)[None, None, :], (1.0, 1.0, 1.0), p).sum() == 2 * 5 * 3
+
+
+def test_effusion_counts_partial_volume_shares():
+    p = QuantifyParams(effusion_min_fraction=0.2)
+    img = np.ones((3, 10, 10), np.float32)
+    img[1, 2:4, 2:7] = 6.0  # 10 voxels of pure fluid (level 6.0)
+    img[1, 5, 2:7] = 3.5  # 5 voxels half fluid
+    img[1, 7, 2:7] = 1.5  # 5 voxels with a 10 % share: below the minimum, ignored
+    joint = np.zeros(img.shape, bool)
+    joint[1, :9, :8] = True
+    ml, mask = effusion(img, joint, 0.001, p, fluid_level=6.0)
+    assert ml == pytest.approx((10 + 5 * 0.5) * 0.001)
+    assert mask.sum() == 15  # voxels at least half fluid
+
+
+def _ball_segmentation(shape=(40, 40, 40), spacing=(1.0, 1.0, 1.0)):
+    side = SideSegmentation(side="left", head_center_lps_mm=(20.0, 20.0, 20.0), head_radius_mm=10.0)
+    return HipSegmentation(sides={"left": side}, spacing_mm=spacing, origin_lps_mm=(0.0, 0.0, 0.0),
+                           direction=(1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)), side
+
+
+def test_head_frame_rays_sample_distance_from_the_centre():
+    seg, side = _ball_segmentation()
+    zz, yy, xx = np.indices((40, 40, 40))
+    dist = np.sqrt((xx - 20.0) ** 2 + (yy - 20.0) ** 2 + (zz - 20.0) ** 2)
+    frame = head_frame(side, step_deg=10.0, r_step_mm=1.0)
+    vals = frame.sample(dist, seg)
+    # trilinear interpolation of |p| is exact along the axes and within a fraction of a voxel elsewhere
+    assert np.allclose(vals, frame.r_mm[None, None, :], atol=0.25)
+    # lateral is +x for a left hip; theta = 90, phi = 0 points there
+    d = frame.directions[list(frame.theta_deg).index(90.0), 0]
+    assert np.allclose(d, [1.0, 0.0, 0.0], atol=1e-9)
+    # solid angles of the grid add up to the spherical cap's area (theta <= 110 deg + half a step)
+    cap = 2 * math.pi * (1 - math.cos(math.radians(115.0))) * (180 / math.pi) ** 2
+    assert frame.solid_angle_deg2().sum() == pytest.approx(cap, rel=0.03)
+
+
+def test_params_round_trip_and_toml():
+    p = QuantifyParams(bme_edema_fraction=0.35, vande_berg_length_mm=12.0)
+    assert QuantifyParams.from_dict(p.to_dict()) == p
+    text = "\n".join(f"{k} = {float(v)!r}" for k, v in p.to_dict().items())
+    assert QuantifyParams.from_dict(tomllib.loads(text)) == p
+    with pytest.raises(ConfigError):
+        QuantifyParams.from_dict({"no_such_parameter": 1.0})
+    with pytest.raises(ConfigError):
+        QuantifyParams(bme_edema_fraction=1.5)
