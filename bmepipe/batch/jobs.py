@@ -63,27 +63,13 @@ def analyze_job(ref, out_dir: Path, **params: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- inspect
-def _series_entry(role: str, volume, reason: str) -> dict:
-    m = volume.meta
-    return {
-        "role": role,
-        "series_instance_uid": m.series_instance_uid,
-        "series_number": m.series_number,
-        "series_description": m.series_description,
-        "sequence_kind": m.sequence_kind,
-        "plane": m.plane,
-        "reason": reason,
-        "spacing_mm": [float(v) for v in m.spacing_mm],
-        "size": [int(m.columns), int(m.rows), int(m.slice_count)],
-    }
-
-
 def inspect_job(ref, out_dir: Path) -> dict:
     """Load the study and choose its fluid-sensitive and T1 series (no analysis); write ``inputs.json``.
 
     A quick, complete pass over a cohort (what is there, what would be used,
     which studies cannot be loaded) with :func:`bmepipe.io.load_study` and
-    :func:`bmepipe.io.select_series`.
+    :func:`bmepipe.io.select_series`; ``inputs`` has the layout of analyze's
+    report.json.
 
     Raises
     ------
@@ -92,6 +78,7 @@ def inspect_job(ref, out_dir: Path) -> dict:
     """
     import json
 
+    from ..analysis import _inputs as report_inputs
     from ..io import load_study, select_series
     from ..io.atomic import atomic_write_text
 
@@ -104,14 +91,8 @@ def inspect_job(ref, out_dir: Path) -> dict:
         aside = "; ".join(f"{s.path}: {s.reason}" for s in study.skipped[:3])
         aside += f"; and {len(study.skipped) - 3} more" if len(study.skipped) > 3 else ""
         raise NoUsableSeriesError(f"{err.message}; set aside: {aside}" if aside else err.message, err.path) from None
-    used = [_series_entry("fluid_sensitive", selection.fluid_sensitive, selection.reasons["fluid_sensitive"])]
-    if selection.t1 is not None:
-        used.append(_series_entry("t1", selection.t1, selection.reasons["t1"]))
-    inputs = {
-        "series_used": used,
-        "volumes": len(study.volumes),
-        "series_skipped": [{"path": s.path, "reason": s.reason, "kind": s.kind} for s in study.skipped],
-    }
+    inputs = report_inputs(study, selection)  # the "inputs" section of analyze's report.json
+    inputs["study"]["pseudonym"] = ref.study_id
     atomic_write_text(Path(out_dir) / "inputs.json", json.dumps(inputs, indent=1) + "\n")
     no_t1 = selection.t1 is None
     return {
