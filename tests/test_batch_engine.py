@@ -331,6 +331,18 @@ def test_cli_dry_run_and_bad_options(small, tmp_path, capsys):
     assert "cannot import job" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["batch", str(small.root), "-o", str(out), "--workers", "0"])
+    assert cli_main(["batch", str(small.root), "-o", str(out), "--job", "inspect", "--formats", "html"]) == 2
+    assert "apply to the analyze job only" in capsys.readouterr().err
+    assert cli_main(["batch", str(small.root), "-o", str(out), "--formats", "html,pdf", "--dry-run"]) == 2
+    assert "unknown output format(s) pdf" in capsys.readouterr().err
+    # analyze parameters are part of the resume key: same configuration, same key; any change, another key
+    from bmepipe.batch import params_hash
+    from bmepipe.config import load_config
+
+    key = params_hash("analyze", {"config": load_config(None)})
+    assert key == params_hash("analyze", {"config": load_config(None)})
+    assert key != params_hash("analyze", {"config": load_config(None).updated(formats=("json", "html"))})
+    assert key != params_hash("analyze", {"config": load_config(None).updated(subchondral_depth_mm=4.0)})
 
 
 def test_finalize_replaces_an_older_result_and_never_loses_it(tmp_path):

@@ -51,6 +51,11 @@ def register(subparsers) -> None:
                    help="per-study job: 'analyze' (full pipeline), 'inspect' (load the study and choose its series "
                    "only) or MODULE:FUNCTION taking (study, out_dir); default 'auto': analyze when installed, "
                    "else inspect")
+    p.add_argument("--config", metavar="TOML",
+                   help="analyze job: parameter file, as for `bmepipe analyze --config` (part of the resume key)")
+    p.add_argument("--formats", metavar="LIST",
+                   help="analyze job: outputs besides report.json, comma-separated from html,nifti,dicom "
+                   "(default all)")
     p.add_argument("--names", choices=("pseudonym", "uid", "patient"), default="pseudonym",
                    help="study folder names: salted pseudonym of the StudyInstanceUID (default), the "
                    "StudyInstanceUID, or PatientID_StudyDate_pseudonym (reveals identifiers; opt-in only)")
@@ -67,6 +72,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_batch_command)
 
 
+def _analyze_params(args) -> dict:
+    """``config`` for the analyze job from --config/--formats (empty: analyze's defaults)."""
+    if args.config is None and args.formats is None:
+        return {}
+    from bmepipe.config import FORMATS, load_config
+    from bmepipe.errors import ConfigError
+
+    if args.job not in ("auto", "analyze"):
+        raise ConfigError("--config and --formats apply to the analyze job only")
+    cfg = load_config(args.config)
+    if args.formats is not None:
+        formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+        unknown = sorted(set(formats) - set(FORMATS))
+        if unknown:
+            raise ConfigError(f"unknown output format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+        cfg = cfg.updated(formats=("json",) + formats)
+    return {"config": cfg}
+
+
 def _dry_run(args) -> int:
     from pathlib import Path
 
@@ -76,8 +100,9 @@ def _dry_run(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _, job_name = resolve_job(args.job)
-    phash = params_hash(job_name)
+    params = _analyze_params(args)
+    _, job_name = resolve_job(args.job, params)
+    phash = params_hash(job_name, params)
     refs = discover_studies(args.root, salt=load_cohort(out)["salt"], names=args.names, exclude=[out])
     rows = []
     for r in refs:
@@ -94,13 +119,15 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return _dry_run(args)
     from bmepipe.batch import run_batch
 
+    params = _analyze_params(args)
+
     def _terminate(signum, frame):  # e.g. a cancelled Slurm job: stop as cleanly as on Ctrl-C
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run_batch(
-            args.root, args.out, job=args.job, workers=args.workers, client=args.scheduler,
+            args.root, args.out, job=args.job, params=params, workers=args.workers, client=args.scheduler,
             timeout_s=args.timeout or None, names=args.names, retry_failed=args.retry_failed, force=args.force,
             progress=False if args.no_progress else None,
             max_studies_per_process=args.max_studies_per_process or None,
