@@ -152,11 +152,7 @@ def test_dask_local_cluster_gives_the_same_outputs(cohort, local_run, small, tmp
         assert time.perf_counter() - t0 < 20
         # a Dask worker dying under a study: the study still gets its failed row (a cohort of that study
         # alone: with no retries, Dask also fails any other task it had assigned to the dying worker)
-        alone = tmp_path / "alone"
-        for f in small.files[small.uids[0]]:
-            (alone / Path(f).parent.name).mkdir(parents=True, exist_ok=True)
-            os.symlink(f, alone / Path(f).parent.name / Path(f).name)
-        lost = run_batch(alone, tmp_path / "dask_lost", job="batch_cohort:kill_dask_worker", client=client,
+        lost = run_batch(_one_study_root(small, 0, tmp_path / "alone"), tmp_path / "dask_lost", job="batch_cohort:kill_dask_worker", client=client,
                          params={"marker": "PAT0070000"})
     assert (result.n_ok, result.n_failed) == (17, 3)
     assert lost.n_failed == 1 and lost.summary["error"].str.startswith("Dask task failed: KilledWorker").all()
@@ -392,3 +388,28 @@ def test_analyze_adapter_passes_exactly_the_study(small, tmp_path, monkeypatch):
     assert jobs.resolve_job("auto")[1] == "analyze"  # analyze is the default once it exists
     monkeypatch.setattr(jobs, "_analyze_function", lambda: None)
     assert jobs.resolve_job("auto")[1] == "inspect"
+
+
+def _one_study_root(cohort, index: int, root: Path) -> Path:
+    """A root holding only study ``index`` of ``cohort`` (symbolic links)."""
+    for f in cohort.files[cohort.uids[index]]:
+        (root / Path(f).parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(f, root / Path(f).parent.name / Path(f).name)
+    return root
+
+
+def test_analyze_job_end_to_end_feeds_the_summary(small, tmp_path):
+    """The default job is bmepipe.analyze; its report.json is what the cohort table shows."""
+    root = _one_study_root(small, 0, tmp_path / "root")
+    result = run_batch(root, tmp_path / "out", params={"formats": ("json",)})
+    assert result.job == "analyze" and result.n_failed == 0
+    (folder,) = study_folders(result.out)
+    report = json.loads((folder / "report.json").read_text())
+    rows = pd.read_csv(result.summary_csv).set_index("side")
+    for side in ("right", "left"):
+        data = report["sides"][side]
+        assert rows.loc[side, "status"] == data["status"] in ("analysed", "failed")
+        assert rows.loc[side, "pattern_label"] == data["pattern"]["label"]
+    used = {s["role"]: s for s in report["inputs"]["series_used"]}
+    assert rows.loc["right", "series_fluid"] == used["fluid_sensitive"]["series_description"]
+    assert rows.loc["right", "time_normalize_s"] == report["timings_s"]["normalize"]
