@@ -413,3 +413,20 @@ def test_analyze_job_end_to_end_feeds_the_summary(small, tmp_path):
     used = {s["role"]: s for s in report["inputs"]["series_used"]}
     assert rows.loc["right", "series_fluid"] == used["fluid_sensitive"]["series_description"]
     assert rows.loc["right", "time_normalize_s"] == report["timings_s"]["normalize"]
+
+
+def test_a_job_that_cannot_reach_the_workers_is_refused_before_any_study(small, tmp_path):
+    import threading
+
+    from bmepipe.errors import ConfigError
+
+    lock = threading.Lock()  # not picklable, even by cloudpickle
+    with pytest.raises(ConfigError, match="cannot be sent to worker processes"):
+        run_batch(small.root, tmp_path / "out", job=lambda ref, out_dir: lock)
+    assert not (tmp_path / "out" / "studies").exists()
+
+
+def test_lambda_jobs_from_the_python_api_run_in_workers(small, tmp_path):
+    result = run_batch(small.root, tmp_path / "out", job=lambda ref, out_dir: {"files": len(ref.files)})
+    reports = [json.loads((p / "report.json").read_text()) for p in study_folders(result.out)]
+    assert sorted(r["files"] for r in reports) == sorted(len(f) for f in small.files.values())

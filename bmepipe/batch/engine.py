@@ -40,7 +40,7 @@ from ..errors import ConfigError, OutputError
 from ..io.atomic import atomic_write_text
 from .discover import StudyRef, discover_studies
 from .jobs import resolve_job
-from .worker import Interrupted, WorkerSlot, one_line_error
+from .worker import Interrupted, WorkerSlot, dumps, one_line_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -467,6 +467,10 @@ def run_batch(
     out = Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     func, job_name = resolve_job(job, params)
+    try:
+        dumps(func)
+    except Exception as exc:  # noqa: BLE001 - fail before any study, not in every one
+        raise ConfigError(f"the job cannot be sent to worker processes ({one_line_error(exc)})") from None
     phash = params_hash(job_name, params)
     slot_options = {"max_studies": max_studies_per_process, "threads": threads_per_study}
     cohort = load_cohort(out)

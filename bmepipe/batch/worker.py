@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-__all__ = ["WorkerSlot", "Interrupted", "one_line_error"]
+__all__ = ["WorkerSlot", "Interrupted", "one_line_error", "dumps"]
 
 
 #: Environment variables that cap the threads of numerical libraries (read when they initialise).
@@ -53,7 +53,8 @@ def one_line_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _dumps(obj: Any) -> bytes:
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` for a worker process (cloudpickle for lambdas and closures)."""
     try:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError):
@@ -163,7 +164,7 @@ class WorkerSlot:
         t0 = time.perf_counter()
         deadline = None if timeout_s is None else t0 + float(timeout_s)
         try:
-            self._send.send_bytes(_dumps((job, ref, str(out_dir))))
+            self._send.send_bytes(dumps((job, ref, str(out_dir))))
         except (BrokenPipeError, OSError):
             self.close(kill=True)
             return _failure("worker process could not be reached", t0)
