@@ -59,10 +59,13 @@ def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float) -> 
     """Directions from the head centre along which bone continues past the sphere without a gap.
 
     Towards the acetabulum the joint space (cartilage, fluid) interrupts bone just
-    outside the head; only through the neck is bone continuous. Returns the mean of
-    those directions and the cone half-angle (degrees) that holds them, or ``(None, 0)``.
+    outside the head; only through the neck is bone continuous. Only rays within 30
+    degrees of the slice plane are used: across thick slices the head's pole is
+    blurred into the surrounding fat. Returns the mean of those directions and the
+    cone half-angle (degrees) that holds them, or ``(None, 0)``.
     """
-    d = fibonacci_directions(1200)
+    d = fibonacci_directions(2400)
+    d = d[np.abs(d @ grid.normal) < 0.5]
     r = np.arange(radius_mm - 2.0, radius_mm + 12.01, 1.0)
     prof = _sample(bone_f, grid, np.asarray(centre)[None, None, :] + r[None, :, None] * d[:, None, :])
     cont = (prof >= 0.5).all(1)
@@ -76,11 +79,12 @@ def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float) -> 
         return None, 0.0
     n = d[keep].mean(0)
     n /= np.linalg.norm(n)
-    half = float(np.degrees(np.arccos(np.clip(d[keep] @ n, -1, 1))).max())
-    return n, half
+    ang = np.degrees(np.arccos(np.clip(d[keep] @ n, -1, 1)))
+    # through a neck of radius r_n rays stay in marrow up to ~atan(r_n / (R + 12)), 20-25 degrees
+    return n, float(np.clip(np.percentile(ang, 85), 15.0, 35.0))
 
 
-def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 4.0, depth: float = 0.6) -> np.ndarray:
+def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 4.0, depth: float = 0.4) -> np.ndarray:
     """Thin dark lines (cortex between marrow and fat) as a barrier, per slice.
 
     Black top-hat (grey closing minus image) over ``width_mm`` in-plane: a cortex
@@ -94,7 +98,7 @@ def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 4.0, dept
 
 def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_dist: np.ndarray, seed: np.ndarray,
                     n: np.ndarray, cone_deg: float, radius_mm: float, spacing_mm, *, shell_mm: float = 22.0,
-                    cortex_max_mm: float = 6.0, min_overlap: float = 0.4) -> np.ndarray:
+                    cortex_max_mm: float = 6.0, min_overlap: float = 0.4, partial_mm: float = 0.0) -> np.ndarray:
     """Femoral bone: the marrow grown from ``seed`` (head interior), plus the cortex around it.
 
     Marrow is grown through marrow-like voxels only, so the dark cortex is the barrier
@@ -150,7 +154,27 @@ def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_d
     # a slice cutting the cortex tangentially is dark all over: take it from the neighbouring slices
     acc |= ndimage.binary_dilation(acc, structure=np.array([0, 1, 0], bool)[:, None, None]) & cortex
     # fill enclosed holes slice by slice (lesions, necrotic content, vascular canals)
-    return np.stack([ndimage.binary_fill_holes(s) for s in acc])
+    acc = np.stack([ndimage.binary_fill_holes(s) for s in acc])
+    if partial_mm > 0:
+        acc |= _tangential_slices(acc, spacing_mm, partial_mm)
+    return acc
+
+
+def _tangential_slices(mask: np.ndarray, spacing_mm, depth_mm: float) -> np.ndarray:
+    """Voxels of the slice beyond the last bone slice that are at least half bone.
+
+    A thick slice cutting a bone surface tangentially holds a thin layer of cortex and
+    marrow, too little signal to be recognised, yet more than half of the voxel is bone
+    (the truth rule of regions.md) where the neighbouring slice's section is wide: its
+    in-plane core (eroded by ``depth_mm``) is taken into the next slice.
+    """
+    it = max(1, int(round(depth_mm / min(spacing_mm[:2]))))
+    cross = ndimage.generate_binary_structure(2, 1)[None]
+    core = ndimage.binary_erosion(mask, structure=cross, iterations=it)
+    out = np.zeros_like(mask)
+    out[1:] |= core[:-1]
+    out[:-1] |= core[1:]
+    return out & ~mask
 
 
 def cross_sections(mask_f: np.ndarray, grid: Grid, centre, axis, ts, max_radius_mm: float, step_mm: float = 0.6):
@@ -194,10 +218,11 @@ def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iter
     for _ in range(iterations):
         areas, cents = cross_sections(mask_f, grid, centre, n, ts, rmax)
         areas_s = ndimage.uniform_filter1d(areas, 3, mode="nearest")
-        i = int(np.argmin(areas_s))
-        lo, hi = max(i - 3, 0), min(i + 4, len(ts))
-        d = cents[lo:hi].mean(0) - np.asarray(centre)
-        n_new = d / np.linalg.norm(d)
+        # sections of the waist (area within 4 % of the narrowest): their centroids lie on the axis
+        waist = areas_s <= 1.04 * areas_s.min()
+        d = cents[waist] - np.asarray(centre)
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        n_new = d.mean(0) / np.linalg.norm(d.mean(0))
         done = float(n_new @ n) > math.cos(math.radians(0.3))
         n = n_new
         if done:

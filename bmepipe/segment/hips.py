@@ -55,6 +55,15 @@ HEAD_RADIUS_RANGE_MM = (18.0, 32.0)
 MIN_INLIER_FRACTION = 0.5
 #: Minimum circle-stack score (0-1; 1 = every slice's strongest edge lies on the sphere).
 MIN_CIRCLE_SCORE = 0.55
+#: In-plane depth (mm) inside the last bone slice's section beyond which the next, tangentially cut
+#: slice is taken as at least half bone (thick slices, see femur._tangential_slices); calibrated on
+#: the tuning phantoms (4 mm of 4 and 7 tried).
+TANGENTIAL_CORE_MM = 4.0
+#: Plausible neck-shaft angles (adults about 125-140, range 100-146 on CT; anatomy.md) with margin.
+NECK_SHAFT_ANGLE_RANGE_DEG = (95.0, 165.0)
+#: Reach of the capsular recess (where effusion collects) beyond the neck surface, mm [approx]: the MRI
+#: effusion criterion is fluid >= 5 mm wide along the neck (anatomy.md), distended recesses reach further.
+JOINT_RECESS_MM = 15.0
 #: Weight-bearing cone half-angle around +z (regions.md).
 WEIGHT_BEARING_HALF_ANGLE_DEG = 45.0
 #: Acetabulum = pelvic bone within R + this of C (regions.md).
@@ -128,14 +137,16 @@ def _refine_sphere(images, grid: Grid, centre, radius, directions, iterations: i
     for k, (img, pol, off) in enumerate(images):
         dist, s = ray_edges(img, grid, c, r - off, directions, pol)
         surf[k] = dist + off
-    with np.errstate(all="ignore"):
-        surf_r = np.nanmedian(surf, axis=0) if np.isfinite(surf).any() else surf[0]
+    # per ray: mean over the series that found an edge (nan if none did)
+    found = np.isfinite(surf)
+    count = found.sum(0)
+    surf_r = np.where(count > 0, np.where(found, surf, 0.0).sum(0) / np.maximum(count, 1), np.nan)
     return c, r, inlier, surf_r
 
 
-def _find_head(det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions):
+def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions):
     """Best head sphere among the strongest circle-centre peaks of one side; None with a reason if none."""
-    acc = vote_centres(det_w, gw, (8.0, HEAD_RADIUS_RANGE_MM[1]), polarity=0)
+    acc = votes.copy()
     acc[:, ~side_cols] = 0
     if not np.any(acc > 0):
         return None, "no circular structure in this half of the field of view"
@@ -245,6 +256,9 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
     colw = body.sum(axis=(0, 1)).astype(float)
     midline = float((cols * colw).sum() / colw.sum()) if colw.sum() > 0 else float(cols.mean())
 
+    t0 = time.perf_counter()
+    votes = vote_centres(det, gw, (8.0, HEAD_RADIUS_RANGE_MM[1]), polarity=0)
+    timings["votes"] = time.perf_counter() - t0
     sides = {}
     for side in SIDES:
         t0 = time.perf_counter()
@@ -253,7 +267,7 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
         if not side_cols.any():
             sides[side] = _failed(side, f"the {side} half of the body is outside the field of view", subchondral_depth_mm)
             continue
-        found, why = _find_head(det, gw, images_full, grid, side_cols, pol, dirs)
+        found, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs)
         timings[f"{side}_head"] = time.perf_counter() - t0
         if found is None:
             sides[side] = _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
@@ -303,14 +317,19 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     Fs = ndimage.gaussian_filter(F[roi], (0, 0.7, 0.7))
     Ts = ndimage.gaussian_filter(T[roi], (0, 0.7, 0.7)) if T is not None else None
     marrow_like, cortex = bone_classes(Ts, Fs)
+    thin_cortex = cortex
     if Ts is not None:
-        marrow_like &= ~cortex_barrier(Ts, sub.spacing)
+        barrier = cortex_barrier(Ts, sub.spacing)
+        marrow_like &= ~barrier
+        thin_cortex = cortex | (barrier & (Fs < 1.0))  # a thin dark line, not fluid
     lookup, dev = _collapse_lookup(dirs, surf, r)
-    seed = rr < r - 2.0
+    # seed: head interior in slices cutting the sphere near its equator (sharp in-plane edges)
+    dz = px * np.float32(grid.normal[0]) + py * np.float32(grid.normal[1]) + pz * np.float32(grid.normal[2])
+    seed = (rr < r - 3.0) & (np.abs(dz) < 0.6 * r)
     n0, cone = neck_direction((marrow_like | seed).astype(np.float32), sub, c, r)
     if n0 is None:
         raise _SideFailure("femoral head found but no femoral neck continues from it")
-    comp = femur_component(marrow_like, cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing)
+    comp = femur_component(marrow_like, thin_cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing, partial_mm=TANGENTIAL_CORE_MM)
     n, rn, t_min = neck_axis(comp.astype(np.float32), sub, c, r, n0)
     if not 0.35 * r <= rn <= 0.95 * r:
         raise _SideFailure(f"implausible femoral neck (narrowest radius {rn:.1f} mm for a {r:.1f} mm head)")
@@ -325,6 +344,11 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
         low = comp & (pz < -40.0)
         p_s = (np.array([X_[low].mean(), Y_[low].mean(), Z_[low].mean()]) if low.any() else c + 45.0 * n)
         warnings.append("shaft axis assumed: too little femoral shaft in the field of view")
+    lateral = np.array([-1.0 if side == "right" else 1.0, 0.0, 0.0])
+    nsa = _neck_shaft_angle(n, s)
+    if n @ lateral <= 0 or n[2] >= 0 or not NECK_SHAFT_ANGLE_RANGE_DEG[0] <= nsa <= NECK_SHAFT_ANGLE_RANGE_DEG[1]:
+        raise _SideFailure(f"implausible femoral neck direction (neck-shaft angle {nsa:.0f} degrees; the neck must "
+                           "run inferolaterally from the head)")
     X = closest_approach(c, n, p_s, s)
     L = float((X - c) @ n)
     if not 25.0 <= L <= 90.0:
@@ -357,7 +381,7 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     cup &= (rr <= r + ACETABULUM_MARGIN_MM) & (cosang < math.cos(math.radians(min(cone + 10.0, 80.0))))
     # joint space: articular shell outside the head (not bone) and the capsular recess along the neck
     shell = (rr >= r_surf) & (rr < r + 6.0) & (cosang < math.cos(math.radians(max(cone - 5.0, 5.0))))
-    recess = (t >= d1 - 3.0) & (t <= 0.85 * L) & (rho <= NECK_RADIUS_FACTOR * rn + 8.0)
+    recess = (t >= d1 - 3.0) & (t <= 0.8 * L) & (rho <= 1.45 * rn + JOINT_RECESS_MM)
     joint = (shell | recess) & ~femur & ~cup
     # marrow: femur minus cortex (dark on every series); in the head, below the subchondral plate
     depth = r_surf - rr

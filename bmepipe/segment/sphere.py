@@ -54,7 +54,8 @@ class Grid:
     def to_index(self, points) -> np.ndarray:
         """``(N, 3)`` LPS mm -> fractional indices ``[slice, row, column]``."""
         p = np.asarray(points, float).reshape(-1, 3) - np.asarray(self.origin)
-        return (np.linalg.solve(self.direction, p.T).T / np.asarray(self.spacing))[:, ::-1]
+        inv = np.linalg.inv(self.direction) / np.asarray(self.spacing)[:, None]
+        return (p @ inv.T)[:, ::-1]
 
     def downsampled(self, factor: int) -> "Grid":
         """The grid of in-plane ``factor x factor`` block means (slices kept)."""
@@ -224,23 +225,19 @@ def circle_stack_fit(image: np.ndarray, grid: Grid, row: float, col: float, radi
     # surface) must not outvote a head seen in every slice it cuts
     strength /= np.maximum(strength.max(1, keepdims=True), 0.3 * strength.max())[:, :] + 1e-12
     zs = np.arange(nz) * sz
-    best = (-1.0, 0.0, 0.0)
-    for zc in np.arange(-0.5 * sz, (nz - 0.5) * sz, 0.5):
-        dz2 = (zs - zc) ** 2
-        for R in np.arange(radius_range_mm[0], radius_range_mm[1] + 1e-6, 0.5):
-            # slices cutting circles of at least 0.6 R (small circles are poorly resolved)
-            ok = dz2 < 0.64 * R * R
-            if ok.sum() < 2:
-                continue
-            r_k = np.sqrt(R * R - dz2[ok])
-            s = np.interp(r_k, rho, np.arange(len(rho)))
-            val = strength[np.nonzero(ok)[0], np.rint(s).astype(int)]
-            # normalise by the slices the sphere should cut, so a sphere sticking out of the stack is not favoured
-            n_exp = max(ok.sum(), 1.6 * R / sz)
-            score = val.sum() / n_exp
-            if score > best[0]:
-                best = (score, zc, R)
-    score, zc, R = best
+    zc = np.arange(-0.5 * sz, (nz - 0.5) * sz, 0.5)[:, None, None]
+    R = np.arange(radius_range_mm[0], radius_range_mm[1] + 1e-6, 0.5)[None, :, None]
+    dz2 = (zs[None, None, :] - zc) ** 2  # (zc, 1, slice)
+    # slices cutting circles of at least 0.6 R (small circles are poorly resolved)
+    ok = dz2 < 0.64 * R * R
+    r_k = np.sqrt(np.maximum(R * R - dz2, 0.0))
+    col_idx = np.clip(np.rint((r_k - rho[0]) / 0.5).astype(int), 0, len(rho) - 1)
+    val = np.where(ok, strength[np.arange(nz)[None, None, :], col_idx], 0.0).sum(-1)
+    # normalise by the slices the sphere should cut, so a sphere sticking out of the stack is not favoured
+    n_exp = np.maximum(ok.sum(-1), 1.6 * R[..., 0] / sz)
+    score_map = np.where(ok.sum(-1) >= 2, val / n_exp, -1.0)
+    iz, ir = np.unravel_index(int(np.argmax(score_map)), score_map.shape)
+    score, zc, R = float(score_map[iz, ir]), float(zc[iz, 0, 0]), float(R[0, ir, 0])
     centre = grid.to_lps([[zc / sz, row, col]])[0]
     return centre, float(R), float(score)
 
