@@ -75,7 +75,8 @@ class AcquisitionSpec:
         SNR of the fluid-sensitive and T1 series (see module notes); ``snr_t1``
         defaults to twice ``snr``.
     bias_amplitude : float
-        Peak-to-peak amplitude of the multiplicative coil bias over the FOV (0.3 = +-15 %).
+        Peak-to-peak amplitude of the multiplicative coil bias over the coronal
+        fluid-sensitive series' volume (0.3 = +-15 %).
     fat_sat_efficiency : float
         Spectral fat saturation efficiency eta at the isocentre (FS series only;
         0.9-0.98 working, near 0 failed).
@@ -433,16 +434,20 @@ def _bias_poly(x, y, z, centre, coef):
     return out
 
 
-def bias_field(geometry: Geometry, amplitude: float, coef: np.ndarray, centre, fov_mm: float) -> np.ndarray:
+def bias_field(geometry: Geometry, amplitude: float, coef: np.ndarray, centre, reference: Geometry | None = None) -> np.ndarray:
     """Smooth multiplicative coil bias ``1 + amplitude (g - mid) / (max g - min g)`` on ``geometry``.
 
-    ``g`` is a quadratic polynomial in LPS with coefficients ``coef`` (9); its
-    range is taken over a cube of side ``fov_mm`` around ``centre``, so the same
-    coil gives the same field on every series of a study.
+    ``g`` is a quadratic polynomial in LPS with coefficients ``coef`` (9). Its
+    range (max, min, mid) is taken over the volume of ``reference`` (default
+    ``geometry``; the coronal fluid-sensitive grid in a study), so the field has
+    exactly ``amplitude`` peak-to-peak there and every series of the study sees
+    the same coil field.
     """
-    g1 = np.linspace(-fov_mm / 2, fov_mm / 2, 17)
-    gx, gy, gz = np.meshgrid(g1 + centre[0], g1 + centre[1], g1 + centre[2], indexing="ij")
-    ref = _bias_poly(gx, gy, gz, centre, coef)
+    ref_g = reference or geometry
+    axes = [np.linspace(0, n - 1, min(n, 17)) for n in ref_g.size]
+    ii, jj, kk = np.meshgrid(*axes, indexing="ij")
+    pts = ref_g.index_to_lps(np.column_stack([ii.ravel(), jj.ravel(), kk.ravel()]))
+    ref = _bias_poly(pts[:, 0], pts[:, 1], pts[:, 2], centre, coef)
     lo, hi = float(ref.min()), float(ref.max())
     mid, span = 0.5 * (lo + hi), max(hi - lo, 1e-9)
     out = np.empty(geometry.shape, np.float32)

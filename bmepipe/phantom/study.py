@@ -269,7 +269,7 @@ def generate_study(spec: PhantomSpec) -> SyntheticStudy:
                       supersample=acq.supersample, truth=True)
     if not rendered.reference.any():
         raise ConfigError("the field of view does not contain the gluteal reference muscle (SNR is undefined)")
-    bias = bias_field(cor, acq.bias_amplitude, bias_coef, centre, acq.fov_mm)
+    bias = bias_field(cor, acq.bias_amplitude, bias_coef, centre)
     fs = acq.fluid_kind.endswith("_fs")
     eta = fat_sat_efficiency(cor, acq, centre) if fs else None
 
@@ -279,7 +279,7 @@ def generate_study(spec: PhantomSpec) -> SyntheticStudy:
         ax = axial_geometry(acq, centre)
         ax_r = render(scene, ax, acq.slice_thickness_mm, [_signal_vectors(props, protocols["ax_fluid"])],
                       supersample=acq.supersample, truth=False)
-        ax_bias = bias_field(ax, acq.bias_amplitude, bias_coef, centre, acq.fov_mm)
+        ax_bias = bias_field(ax, acq.bias_amplitude, bias_coef, centre, reference=cor)
         grids["ax_fluid"] = (ax, ax_r, 0, ax_bias, fat_sat_efficiency(ax, acq, centre) if fs else None)
     for i, name in enumerate(protocols):
         geom, rend, idx, b, eta_map = grids[name]
@@ -424,7 +424,7 @@ def _truth(study: SyntheticStudy, scene: Scene, props) -> dict:
     acq_d = acq.to_dict()
     acq_d.update(seed=spec.seed, noise_seed=acq.noise_seed if acq.noise_seed is not None else spec.seed, series=series,
                  snr_definition="mean biased noise-free signal of the reference tissue / sigma of the real noise per pixel",
-                 bias_definition="peak-to-peak of the multiplicative field over a cube of side fov_mm")
+                 bias_definition="peak-to-peak of the multiplicative field over the coronal fluid-sensitive volume")
     return {
         "phantom_version": PHANTOM_VERSION,
         "coordinate_system": "LPS, mm (patient right = negative x)",
