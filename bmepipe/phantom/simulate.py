@@ -33,7 +33,7 @@ import numpy as np
 
 from bmepipe.errors import ConfigError
 
-from .anatomy import (AIR, CODE_COMPARTMENT, F_EFFUSION, F_LINE, F_NECROSIS, FAT, GLUTEAL, MARROW, REGIONS,
+from .anatomy import (CODE_COMPARTMENT, F_EFFUSION, F_LINE, F_NECROSIS, FAT, GLUTEAL, MARROW, REGIONS,
                       SIDE_OFFSET, URINE, HipModel)
 from .dicom_writer import Geometry
 from .tissues import COMPARTMENTS

@@ -14,18 +14,17 @@ grid. Output layout of :func:`write_study`::
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bmepipe.errors import ConfigError, InputError, OutputError
 
-from .anatomy import PATTERNS, REGIONS, HipModel, HipSpec, head_region_volume_mm3, hip_summary, lens_volume_mm3
+from .anatomy import PATTERNS, REGIONS, HipModel, HipSpec, hip_summary, lens_volume_mm3
 from .dicom_writer import Geometry, SeriesProtocol, StudyInfo
 from .simulate import (STRUCTURES, AcquisitionSpec, Scene, acquire, axial_geometry, bias_field, coronal_geometry,
                        fat_sat_efficiency, render)
@@ -393,6 +392,7 @@ def _truth(study: SyntheticStudy, scene: Scene, props) -> dict:
         bme = lab["bme"]
         head_ml = regions["femoral_head"]["volume_ml"]
         d = hip_summary(model)
+        collapse = _collapse_truth(model)
         d.update(
             regions=regions,
             bme={"volume_ml": round(float(bme.sum()) * vox_ml, 4),
@@ -401,12 +401,15 @@ def _truth(study: SyntheticStudy, scene: Scene, props) -> dict:
                  "margin_mm": model.spec.bme_margin_mm, "medial_sparing": model.spec.bme_medial_sparing,
                  "threshold_edema_fraction": 0.3},
             necrosis=_necrosis_truth(model, vox_ml, head_ml, lab["necrosis"]),
-            collapse_mm=round(_collapse_truth(model), 3),
+            collapse_mm=round(collapse, 3),
             subchondral_line=_line_truth(model),
             effusion_ml=round(float(lab["effusion"].sum()) * vox_ml, 4),
             effusion_ml_requested=model.spec.effusion_ml,
         )
-        d["analytic"]["femoral_head_volume_ml"] = round(head_region_volume_mm3(model.R, model.rn) / 1000.0, 4)
+        if d["necrosis"]["present"]:
+            # ARCO 2019 (clinical.md): III = subchondral fracture/collapse, IIIA <= 2 mm, IIIB > 2 mm;
+            # a precollapse segment is I-II (the radiograph, which separates I from II, is not simulated).
+            d["necrosis"]["arco_stage"] = "I-II" if collapse <= 0 else ("IIIA" if collapse <= 2.0 else "IIIB")
         sides[side] = d
     series = []
     for s in study.series:
