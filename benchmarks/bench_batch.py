@@ -46,6 +46,9 @@ def _median_rates(run, repeats: int, n: int, work: Path, name: str) -> tuple[flo
         if result.n_studies != n:
             raise SystemExit(f"{name}: found {result.n_studies} studies, expected {n}")
         failed = max(failed, result.n_failed)
+        if result.n_failed:
+            errors = result.summary.loc[result.summary["status"] == "failed", "error"].dropna().unique()
+            print(f"{name}: {result.n_failed} failed, e.g. {errors[0] if len(errors) else '?'}", file=sys.stderr)
         rates.append(3600.0 * n / elapsed)
         run_rates.append(3600.0 * n / result.phases_s["run"])
         shutil.rmtree(out)
