@@ -68,10 +68,11 @@ def signal(g: Geometry, seed: int) -> np.ndarray:
 
 
 def write_series(out: Path, kind="stir", vendor="siemens", g: Geometry | None = None, series_number=4, seed=0,
-                 **kw) -> list[Path]:
+                 file_names="vendor", **kw) -> list[Path]:
+    """A classic series of ``kind`` on ``g`` (default :func:`geometry`); the files in slice order."""
     g = g or geometry()
     return write_mr_series(signal(g, seed), g, protocol(kind, vendor, series_number, **kw), STUDY, out,
-                           uid_seed=seed)
+                           uid_seed=seed, file_names=file_names)
 
 
 def stored_volume(files) -> np.ndarray:
@@ -111,10 +112,11 @@ def ct_series(out: Path) -> Path:
     return Path(shutil.copy(PYDICOM_FILES / "CT_small.dcm", out / "ct_slice"))
 
 
-def truncate(path: Path, keep: float = 0.5) -> Path:
-    """Cut a file to ``keep`` of its length (inside the pixel data)."""
+def truncate(path: Path, keyword: str = "PixelData") -> Path:
+    """Cut a file in the middle of the value of its element ``keyword``."""
+    raw = pydicom.dcmread(path).get_item(keyword)
     data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
+    path.write_bytes(data[: raw.value_tell + raw.length // 2])
     return path
 
 

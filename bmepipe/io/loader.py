@@ -94,7 +94,9 @@ def _read(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(path)
+            ds = pydicom.dcmread(path)
+        _check_complete(ds, path)
+        return ds
     except InvalidDicomError:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -103,11 +105,24 @@ def _read(path: Path):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return pydicom.dcmread(path, force=True)
+                ds = pydicom.dcmread(path, force=True)
         except Exception as exc:  # noqa: BLE001 - any parser failure means "corrupt"
             raise DicomReadError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
+        _check_complete(ds, path)
+        return ds
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise DicomReadError(f"truncated or corrupt DICOM ({type(exc).__name__}: {exc})", path) from None
+
+
+def _check_complete(ds, path: Path) -> None:
+    """Raise DicomReadError if the file ends inside its last element (pydicom reads cut files silently)."""
+    if not len(ds):
+        return
+    last = ds.get_item(max(ds.keys()))  # the raw element, as read: files are in ascending tag order
+    declared, value = getattr(last, "length", None), getattr(last, "value", None)
+    if isinstance(value, bytes) and declared is not None and declared != 0xFFFFFFFF and len(value) < declared:
+        raise DicomReadError(f"truncated DICOM file: element {last.tag} declares {declared} bytes, "
+                             f"{len(value)} present", path)
 
 
 def _floats(value, n: int) -> Optional[np.ndarray]:
@@ -179,9 +194,9 @@ def read_slices(path: Path) -> tuple[list[_Slice], Optional[Skipped]]:
     if sop_class == _DICOMDIR or "DirectoryRecordSequence" in ds:
         return [], Skipped(str(path), "DICOMDIR index (the files it lists are read directly)")
     if "PixelData" not in ds and "FloatPixelData" not in ds:
-        if "Rows" in ds:
-            return [], Skipped(str(path), "image without pixel data", ds.get("SeriesInstanceUID"))
         name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
+        if "Rows" in ds or "Image Storage" in name:  # an image SOP class: incomplete file
+            return [], Skipped(str(path), f"image without pixel data ({name})", ds.get("SeriesInstanceUID"))
         return [], Skipped(str(path), f"not an image ({name})", ds.get("SeriesInstanceUID"))
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     arr = _decode(ds, path)
@@ -551,13 +566,18 @@ def load_study(path: Union[PathLike, Sequence[PathLike]], *, strict: bool = Fals
     study = Study(root=root, volumes=volumes, skipped=skipped, non_dicom_files=non_dicom,
                   study_instance_uids=study_uids)
     if not volumes:
-        why = "; ".join(sorted({s.reason for s in skipped})[:4]) or "no DICOM images found"
+        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:4]) or "no DICOM images found"
+        if len(skipped) > 4:
+            why += f"; and {len(skipped) - 4} more"
         raise NoUsableSeriesError(f"no usable MR volume ({len(files)} files, {non_dicom} not DICOM): {why}", root)
     return study
 
 
 def load_series(files: Sequence[PathLike]) -> list[Volume]:
     """Load the images of one series (any order) as volumes; every problem raises its typed error.
+
+    Unlike :func:`load_study`, localizer and derived images are loaded (the files
+    were chosen explicitly); only non-MR modalities are refused.
 
     Raises
     ------
@@ -576,6 +596,9 @@ def load_series(files: Sequence[PathLike]) -> list[Volume]:
     uids = {s.header.get("SeriesInstanceUID") for s in slices}
     if len(uids) > 1:
         raise InputError(f"files of {len(uids)} different series given to load_series", files[0])
+    modality = str(slices[0].header.get("Modality", "") or "")
+    if modality and modality != "MR":
+        raise NoUsableSeriesError(f"modality {modality}: bmepipe analyses MR only", slices[0].path)
     return _series_volumes(slices)
 
 
