@@ -63,9 +63,10 @@ def montage(studies: dict, path: Path) -> None:
     for col, (name, study) in enumerate(studies.items()):
         k = head_slice(study)
         for row, series in enumerate(("cor_fluid", "cor_t1")):
-            img = study.get(series).signal[k]
+            volume = study.get(series).signal
             ax = axes[row, col]
-            ax.imshow(img, cmap="gray", vmin=0, vmax=np.percentile(img, 99.5), interpolation="nearest")
+            # one window per series (99.9th percentile of the volume), as a reader would set it
+            ax.imshow(volume[k], cmap="gray", vmin=0, vmax=np.percentile(volume, 99.9), interpolation="nearest")
             for structure, colour in colours.items():
                 for side in ("right", "left"):
                     m = study.labels[f"{side}_{structure}"][k]

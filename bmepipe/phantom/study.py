@@ -48,6 +48,9 @@ SIDES = ("right", "left")
 #: label_map.nii.gz values: 0 background, right 1..5, left 11..15 (REGIONS order).
 LABEL_SCHEME = {"background": 0, **{f"right_{r}": i for i, r in enumerate(REGIONS, 1)},
                 **{f"left_{r}": 10 + i for i, r in enumerate(REGIONS, 1)}}
+_SYMMETRIC_FIELDS = ("head_radius_mm", "neck_radius_mm", "neck_length_mm", "neck_shaft_angle_deg", "anteversion_deg",
+                     "shaft_radius_mm", "cortex_shaft_mm", "acetabular_inclination_deg", "acetabular_anteversion_deg",
+                     "marrow_fat_fraction")
 _SERIES_NUMBERS = {"localizer": 1, "cor_t1": 3, "cor_fluid": 4, "ax_fluid": 5}
 
 
@@ -90,10 +93,13 @@ class PhantomSpec:
                acquisition: AcquisitionSpec | None = None, **overrides) -> "PhantomSpec":
         """A plausible study with the given patterns; anatomy drawn from ``seed``."""
         rng = np.random.default_rng([seed, 1])
+        right_spec = HipSpec.random(rng, right)
+        # the two hips of one patient are nearly symmetric: left anatomy = right +- 3 %
+        shared = {k: getattr(right_spec, k) * float(rng.uniform(0.97, 1.03)) for k in _SYMMETRIC_FIELDS}
         p = dict(
             seed=seed,
-            right=HipSpec.random(rng, right),
-            left=HipSpec.random(rng, left),
+            right=right_spec,
+            left=HipSpec.random(rng, left, **shared),
             acquisition=acquisition or AcquisitionSpec(),
             head_separation_mm=float(rng.uniform(155, 185)),
             subcutaneous_fat_mm=float(rng.uniform(12, 32)),
