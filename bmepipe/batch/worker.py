@@ -100,8 +100,10 @@ class WorkerSlot:
     def _start(self) -> None:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
-        # The child sees the same modules as we do (jobs defined in scripts or test folders).
-        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        # The child sees the same modules as we do (jobs defined in scripts or test folders); the
+        # interpreter's own folders (stdlib, site-packages) it has anyway.
+        own = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+        paths = [p for p in sys.path if p and os.path.isdir(p) and not os.path.abspath(p).startswith(own)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         if self.threads:
