@@ -49,6 +49,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 _ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 _DICOMDIR = "1.2.840.10008.1.3.10"
 _SECONDARY_CAPTURE = ("1.2.840.10008.5.1.4.1.1.7",)
+_NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")  # implicit / explicit VR little endian
 _LOCALIZER_WORDS = re.compile(r"(localizer|localiser|scout|survey|3[ -]?plane|tri[ -]?pilot|(?<![a-z])loc(?![a-z]))",
                               re.I)
 #: Position tolerance (mm) for "same slice position" and in-plane offset clusters.
@@ -71,8 +72,9 @@ class _Slice:
     spacing_rc: tuple[float, float]  # (row spacing, column spacing) = DICOM PixelSpacing order
     rows: int
     cols: int
-    pixels: Optional[np.ndarray]  # float32 after rescale, or None if decoding failed
+    pixels: Optional[np.ndarray]  # stored values (rescaled when the volume is assembled), None if decoding failed
     pixel_error: Optional[BmepipeError] = None
+    rescale: tuple[float, float] = (1.0, 0.0)  # (slope, intercept) of the Modality LUT
     sop_uid: str = ""
     split: dict = field(default_factory=dict)  # keys that separate stacks (echo, time, image type ...)
 
@@ -118,7 +120,7 @@ def _check_complete(ds, path: Path) -> None:
     """Raise DicomReadError if the file ends inside its last element (pydicom reads cut files silently)."""
     if not len(ds):
         return
-    last = ds.get_item(max(ds.keys()))  # the raw element, as read: files are in ascending tag order
+    last = ds.get_item(next(reversed(ds.keys())))  # the raw element read last, where the file ended
     declared, value = getattr(last, "length", None), getattr(last, "value", None)
     if isinstance(value, bytes) and declared is not None and declared != 0xFFFFFFFF and len(value) < declared:
         raise DicomReadError(f"truncated DICOM file: element {last.tag} declares {declared} bytes, "
@@ -141,9 +143,33 @@ def _num(value) -> Optional[float]:
     return v if np.isfinite(v) else None
 
 
+def _native_pixels(ds, ts) -> Optional[np.ndarray]:
+    """Uncompressed little-endian grey pixels read straight from the bytes, as pydicom would return them
+    (unused high bits masked, signed values sign-extended); None where pydicom must decode. About 10x faster
+    than ``Dataset.pixel_array`` for classic MR slices."""
+    if ts not in _NATIVE_LITTLE_ENDIAN or ds.get("SamplesPerPixel", 1) != 1:
+        return None
+    bits, stored, signed = ds.get("BitsAllocated"), ds.get("BitsStored"), ds.get("PixelRepresentation")
+    if bits not in (8, 16, 32) or not stored or stored > bits or signed not in (0, 1):
+        return None
+    frames, rows, cols = int(ds.get("NumberOfFrames", 1) or 1), ds.get("Rows"), ds.get("Columns")
+    data = ds.get("PixelData")
+    if not rows or not cols or not isinstance(data, bytes) or len(data) < frames * rows * cols * bits // 8:
+        return None  # pydicom raises the precise error
+    arr = np.frombuffer(data, f"<{'i' if signed else 'u'}{bits // 8}", count=frames * rows * cols)
+    arr = arr.reshape(frames, rows, cols)
+    if stored < bits:
+        shift = bits - stored
+        arr = (arr << shift) >> shift if signed else arr & ((1 << stored) - 1)
+    return arr
+
+
 def _decode(ds, path: Path, frames: Optional[int] = None):
     """Pixel array (frames, rows, cols) as float32 without rescale, or a typed error."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    arr = _native_pixels(ds, ts)
+    if arr is not None:
+        return arr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -216,11 +242,8 @@ def read_slices(path: Path) -> tuple[list[_Slice], Optional[Skipped]]:
                                "/ PixelSpacing missing)", ds.get("SeriesInstanceUID"))
         slope = _num(_find(ds, "RescaleSlope", frame))
         intercept = _num(_find(ds, "RescaleIntercept", frame))
-        pixels = None
-        if error is None:
-            pixels = arr[f].astype(np.float32)
-            if slope not in (None, 1.0) or intercept not in (None, 0.0):
-                pixels = pixels * np.float32(1.0 if slope is None else slope) + np.float32(intercept or 0.0)
+        pixels = None if error is not None else arr[f]
+        rescale = (1.0 if slope is None else slope, intercept or 0.0)
         split = {
             "echo": _num(_find(ds, "EffectiveEchoTime", frame) or _find(ds, "EchoTime", frame)),
             "echo_number": ds.get("EchoNumbers") if frame is None else None,
@@ -229,7 +252,8 @@ def read_slices(path: Path) -> tuple[list[_Slice], Optional[Skipped]]:
             "acquisition": ds.get("AcquisitionNumber") if frame is None else None,
         }
         out.append(_Slice(str(path), frame, ds, iop, ipp, (float(spacing[0]), float(spacing[1])),
-                          int(ds.Rows), int(ds.Columns), pixels, error, str(ds.get("SOPInstanceUID", "")), split))
+                          int(ds.Rows), int(ds.Columns), pixels, error, rescale, str(ds.get("SOPInstanceUID", "")),
+                          split))
     return out, None
 
 
@@ -279,7 +303,7 @@ def _drop_exact_duplicates(slices: list[_Slice], normal: np.ndarray) -> tuple[li
         kept[s.sop_uid] = s
         pos = tuple(np.round(s.ipp / POSITION_TOL_MM).astype(int))
         same = [o for o in by_pos[pos] if o.pixels is not None and s.pixels is not None
-                and np.array_equal(o.pixels, s.pixels)]
+                and o.rescale == s.rescale and np.array_equal(o.pixels, s.pixels)]
         if same:
             dropped += 1
             continue
@@ -366,7 +390,15 @@ def _assemble(slices: list[_Slice], label: str, repairs: list[str]) -> Volume:
                                     slices[i + 1].path)
     else:
         step = _num(_find(ds, "SpacingBetweenSlices", first.frame)) or thickness or 1.0
-    volume = np.stack([s.pixels for s in slices]).astype(np.float32, copy=False)
+    # float32 volume filled in place: no per-slice temporaries (the volume is copied once more by SimpleITK)
+    volume = np.empty((len(slices), first.rows, first.cols), np.float32)
+    for out, s in zip(volume, slices):
+        out[...] = s.pixels
+        slope, intercept = s.rescale
+        if slope != 1.0:
+            out *= np.float32(slope)
+        if intercept != 0.0:
+            out += np.float32(intercept)
     image = sitk.GetImageFromArray(volume)
     image.SetOrigin(tuple(float(v) for v in slices[0].ipp))
     image.SetSpacing((first.spacing_rc[1], first.spacing_rc[0], abs(step)))
