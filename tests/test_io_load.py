@@ -169,3 +169,60 @@ def test_pydicom_wheel_mr_files_load_with_the_same_pixels_and_geometry(name):
     np.testing.assert_allclose(np.reshape(img.GetDirection(), (3, 3)),
                                np.column_stack([iop[:3], iop[3:], np.cross(iop[:3], iop[3:])]), atol=1e-9)
     assert vol.meta.plane == "axial" and vol.meta.repetition_time_ms == float(ref.RepetitionTime)
+
+
+# --------------------------------------------------------------------------- pixel decoding edge cases
+@pytest.mark.parametrize("bits, stored, signed, syntax", [
+    (16, 12, 0, "1.2.840.10008.1.2.1"), (16, 12, 1, "1.2.840.10008.1.2.1"), (16, 16, 1, "1.2.840.10008.1.2"),
+    (8, 8, 0, "1.2.840.10008.1.2.1"), (8, 6, 1, "1.2.840.10008.1.2"), (32, 32, 1, "1.2.840.10008.1.2.1"),
+    (32, 20, 0, "1.2.840.10008.1.2.1")])  # big endian goes through pydicom: MR_small_bigendian.dcm above
+def test_pixel_values_equal_pydicom_for_every_bit_layout(tmp_path, bits, stored, signed, syntax):
+    """Stored values with garbage in the unused high bits: bmepipe must return what pydicom's decoder returns."""
+    (path,) = C.write_series(tmp_path, g=C.geometry(size=(7, 5, 1)))
+    ds = pydicom.dcmread(path)
+    raw = np.random.default_rng(bits + stored + signed).integers(0, 1 << bits, (5, 7), dtype=np.uint64)
+    dtype = f"<{'i' if signed else 'u'}{bits // 8}"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, signed
+    ds.PixelData = raw.astype(f"u{bits // 8}").view(f"i{bits // 8}" if signed else f"u{bits // 8}").astype(
+        dtype).tobytes()
+    ds.file_meta.TransferSyntaxUID = syntax
+    for keyword in ("WindowCenter", "WindowWidth"):
+        delattr(ds, keyword)
+    ds.save_as(path, implicit_vr=syntax == "1.2.840.10008.1.2", little_endian=True)
+    expected = pydicom.dcmread(path).pixel_array
+    (vol,) = load_series([path])
+    np.testing.assert_array_equal(vol.array[0], expected.astype(np.float32))  # volumes are float32
+    assert expected.min() < 0 if signed else expected.max() < (1 << stored)  # the layout really was exercised
+
+
+# --------------------------------------------------------------------------- stack splitting
+def test_two_parallel_stacks_and_two_time_points_in_one_series_are_split(tmp_path):
+    """One series holding a left and a right coronal stack (same normal, offset 80 mm along x) -> two volumes;
+    the same positions repeated with TemporalPositionIdentifier 1 and 2 -> two volumes."""
+    g = C.geometry(size=(6, 5, 4))
+    files = C.write_series(tmp_path / "par", g=g, file_names="dcm")
+    uid = pydicom.dcmread(files[0]).SeriesInstanceUID
+    for k, f in enumerate(C.write_series(tmp_path / "par2", g=C.geometry(size=(6, 5, 4), origin=(63.0, 11.5, 42.0)),
+                                         seed=9, file_names="dcm")):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID = uid
+        ds.save_as(tmp_path / "par" / f"R{k}.dcm", enforce_file_format=True)
+    shutil.rmtree(tmp_path / "par2")
+    vols = load_study(tmp_path / "par").volumes
+    assert len(vols) == 2 and sorted(v.meta.stack_label for v in vols) == ["", "position line 2"]
+    np.testing.assert_allclose(sorted(v.image.GetOrigin()[0] for v in vols), [-17.0, 63.0], atol=1e-6)
+    assert all(v.image.GetSize() == (6, 5, 4) for v in vols)
+
+    files = C.write_series(tmp_path / "dyn", g=g, file_names="dcm")
+    for k, f in enumerate(C.write_series(tmp_path / "dyn2", g=g, seed=5, file_names="dcm")):
+        ds = pydicom.dcmread(f)
+        ds.SeriesInstanceUID, ds.TemporalPositionIdentifier = uid, 2
+        ds.save_as(tmp_path / "dyn" / f"T2_{k}.dcm", enforce_file_format=True)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.TemporalPositionIdentifier = 1
+        ds.save_as(f, enforce_file_format=True)
+    shutil.rmtree(tmp_path / "dyn2")
+    vols = load_series(sorted((tmp_path / "dyn").iterdir()))
+    assert [v.meta.stack_label for v in vols] == ["time point 1", "time point 2"]
+    np.testing.assert_allclose(vols[0].array, C.stored_volume(files), rtol=0)
