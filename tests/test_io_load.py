@@ -226,3 +226,21 @@ def test_two_parallel_stacks_and_two_time_points_in_one_series_are_split(tmp_pat
     vols = load_series(sorted((tmp_path / "dyn").iterdir()))
     assert [v.meta.stack_label for v in vols] == ["time point 1", "time point 2"]
     np.testing.assert_allclose(vols[0].array, C.stored_volume(files), rtol=0)
+
+
+def test_dicomdir_layout_and_file_list(tmp_path):
+    from pydicom.fileset import FileSet
+
+    files = C.write_series(tmp_path / "src", g=C.geometry(size=(6, 5, 4)))
+    fs = FileSet()
+    for f in files:
+        fs.add(f)
+    fs.write(tmp_path / "media")  # pydicom's own layout: DICOMDIR + PT*/ST*/SE*/IM* files
+    study = load_study(tmp_path / "media")
+    (vol,) = study.volumes
+    assert vol.meta.slice_count == 4 and all("SE000000" in p for p in vol.meta.source_files)
+    assert [(s.path, s.reason.split(" ")[0]) for s in study.skipped] == [("DICOMDIR", "DICOMDIR")]
+    # explicit file lists: the study root is their common folder
+    listed = load_study(list(reversed(files)))
+    assert listed.root == (tmp_path / "src").resolve()
+    np.testing.assert_array_equal(listed.volumes[0].array, vol.array)
