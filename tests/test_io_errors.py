@@ -15,7 +15,7 @@ import pytest
 
 import io_corpus as C
 from bmepipe.cli import main
-from bmepipe.errors import (DicomReadError, DuplicateSliceError, InputError, MissingDecoderError,
+from bmepipe.errors import (DicomReadError, DuplicateSliceError, InputError, MissingDecoderError, MissingTagError,
                             NoUsableSeriesError, OrientationError, PixelDataError, SliceSpacingError)
 from bmepipe.io import load_series, load_study
 
@@ -131,6 +131,14 @@ def _no_pixels(d):
     return C.drop_pixel_data(_series(d)[-1])
 
 
+def _no_position(d):
+    path = _series(d)[-1]
+    ds = pydicom.dcmread(path)
+    del ds.ImagePositionPatient
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 def _sr(d):
     _series(d)
     return C.non_image(d)
@@ -145,6 +153,7 @@ FILE_CASES = {  # builder, error of load_series, words in the reason
     "truncated pixel data": (_truncated, DicomReadError, "truncated DICOM file"),
     "truncated header": (_truncated_header, DicomReadError, "truncated DICOM file"),
     "missing PixelData": (_no_pixels, PixelDataError, "image without pixel data (MR Image Storage)"),
+    "missing ImagePositionPatient": (_no_position, MissingTagError, "no usable image geometry"),
     "non-image SOP class": (_sr, PixelDataError, "not an image (Comprehensive SR Storage)"),
     "non-DICOM file": (_text, DicomReadError, "not a DICOM file"),
 }

@@ -37,8 +37,8 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import (BmepipeError, DicomReadError, DuplicateSliceError, GeometryError, InputError,
-                      MissingDecoderError, NoUsableSeriesError, OrientationError, PixelDataError,
-                      SliceSpacingError)
+                      MissingDecoderError, MissingTagError, NoUsableSeriesError, OrientationError,
+                      PixelDataError, SliceSpacingError)
 from .sequences import classify_sequence, plane_of
 from .types import Skipped, Study, Volume, VolumeMeta
 
@@ -613,12 +613,14 @@ def load_series(files: Sequence[PathLike]) -> list[Volume]:
 
     Raises
     ------
-    DicomReadError, PixelDataError, MissingDecoderError, GeometryError, NoUsableSeriesError
+    DicomReadError, MissingTagError, PixelDataError, MissingDecoderError, GeometryError, NoUsableSeriesError
     """
     slices: list[_Slice] = []
     for path in files:
         got, why = read_slices(Path(path))
         if why is not None:
+            if why.reason.startswith("no usable image geometry"):
+                raise MissingTagError(why.reason, path)
             raise (DicomReadError if "DICOM" in why.reason else PixelDataError)(why.reason, path)
         if not got:
             raise DicomReadError("not a DICOM file", path)
