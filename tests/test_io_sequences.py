@@ -244,3 +244,19 @@ def test_inspect_table_and_overrides(phantom, capsys):
     assert "fluid_sensitive/stir" in text and "set aside (1)" in text and "PHANTOM" not in text
     assert main(["inspect", str(out / "dicom"), "--t1", "*nothing*"]) == 2
     assert "no series matches the T1 choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("vendor", ["siemens", "ge", "philips"])
+def test_three_plane_localizer_is_set_aside_for_every_vendor(vendor, tmp_path):
+    from bmepipe.io import load_series
+    from bmepipe.phantom.dicom_writer import write_localizer
+
+    files = write_localizer((0.0, 10.0, 30.0), C.STUDY, tmp_path, vendor=vendor, matrix=16)
+    with pytest.raises(NoUsableSeriesError, match="localizer"):
+        load_study(tmp_path)
+    # explicit files: one volume per plane (the three orientations split), each through the given centre
+    vols = load_series(files)
+    assert sorted(v.meta.plane for v in vols) == ["axial", "coronal", "sagittal"]
+    for v in vols:
+        centre = np.asarray(v.image.TransformContinuousIndexToPhysicalPoint((7.5, 7.5, 0.0)))
+        np.testing.assert_allclose(centre, (0.0, 10.0, 30.0), atol=1e-3)
