@@ -279,3 +279,39 @@ def test_console_script_reports_a_truncated_only_folder(tmp_path):
     assert f"{tmp_path}: no usable MR volume" in res.stderr
     assert f"{bad.name}: truncated DICOM file" in res.stderr
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("n, missing", [(3, [1]), (4, [1]), (6, [2, 3]), (5, [1, 3])])
+def test_missing_slices_are_counted_in_short_stacks(tmp_path, n, missing):
+    files = C.write_series(tmp_path, g=C.geometry(size=(6, 5, n)), file_names="dcm")
+    for k in missing:
+        files[k].unlink()
+    first_gap = len(missing) if missing == list(range(missing[0], missing[-1] + 1)) else 1
+    with pytest.raises(SliceSpacingError, match=f"{first_gap} missing slice") as info:
+        load_series([f for f in files if f.exists()])
+    assert Path(info.value.path) == files[missing[-1] + 1 if first_gap > 1 else missing[0] + 1]
+
+
+@pytest.mark.parametrize("thickness, spacing_between, expected_error", [
+    (4.0, "1.0", None),  # gap stored alone (as some GE versions do): below the thickness, not trusted
+    (1.0, "0.5", None),  # overlapping 3-D slices: not judged from the header
+    (4.0, "4.5", None),  # consistent header
+    (4.0, None, None),  # no header: positions alone
+    (2.0, "2.25", SliceSpacingError),  # positions twice the header spacing: every other slice is missing
+])
+def test_spacing_between_slices_header_is_used_only_when_plausible(tmp_path, thickness, spacing_between,
+                                                                    expected_error):
+    files = C.write_series(tmp_path, g=C.geometry(size=(6, 5, 4)), file_names="dcm", slice_thickness_mm=thickness)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        if spacing_between is None:
+            del ds.SpacingBetweenSlices
+        else:
+            ds.SpacingBetweenSlices = spacing_between
+        ds.save_as(f, enforce_file_format=True)
+    if expected_error is None:
+        (vol,) = load_series(files)
+        assert vol.image.GetSpacing()[2] == pytest.approx(4.5)  # from the positions (geometry() uses 4.5 mm)
+    else:
+        with pytest.raises(expected_error, match="1 missing slice"):
+            load_series(files)

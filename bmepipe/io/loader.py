@@ -362,6 +362,15 @@ def _split_lines(slices: list[_Slice], normal: np.ndarray) -> list[list[_Slice]]
                            "gantry tilt or sheared stack); resampling such stacks is not supported", slices[0].path)
 
 
+def _header_step(ds, frame: Optional[int], thickness: Optional[float]) -> Optional[float]:
+    """SpacingBetweenSlices (mm) if it is a centre-to-centre spacing; None if absent or below the slice
+    thickness (some GE versions store the gap alone there; overlapping 3-D slices cannot be judged)."""
+    sbs = _num(_find(ds, "SpacingBetweenSlices", frame))
+    if sbs is None or sbs <= 0 or (thickness and sbs < 0.9 * thickness):
+        return None
+    return sbs
+
+
 def _assemble(slices: list[_Slice], label: str, repairs: list[str]) -> Volume:
     import SimpleITK as sitk
 
@@ -379,14 +388,18 @@ def _assemble(slices: list[_Slice], label: str, repairs: list[str]) -> Volume:
     if len(slices) > 1:
         gaps = np.diff(d)
         step = float(np.median(gaps))
-        bad = np.flatnonzero(np.abs(gaps - step) > max(POSITION_TOL_MM, SPACING_REL_TOL * step))
+        ref = float(np.sort(gaps)[(len(gaps) - 1) // 2])  # lower median: missing slices only lengthen gaps
+        header = _header_step(ds, first.frame, thickness)
+        if header and ref > 1.5 * header and abs(ref / header - round(ref / header)) < 0.1:
+            ref = header  # every gap spans whole slices (2 slices left, or every other slice missing)
+        bad = np.flatnonzero(np.abs(gaps - ref) > max(POSITION_TOL_MM, SPACING_REL_TOL * ref))
         if bad.size:
             i = int(bad[0])
-            ratio = gaps[i] / step
+            ratio = gaps[i] / ref
             what = (f"{int(round(ratio)) - 1} missing slice(s)" if abs(ratio - round(ratio)) < 0.1 and ratio > 1.5
                     else "irregular slice spacing")
             raise SliceSpacingError(f"{what}: gap of {gaps[i]:.2f} mm between slices at {d[i]:.2f} and "
-                                    f"{d[i + 1]:.2f} mm along the normal where the spacing is {step:.2f} mm",
+                                    f"{d[i + 1]:.2f} mm along the normal where the spacing is {ref:.2f} mm",
                                     slices[i + 1].path)
     else:
         step = _num(_find(ds, "SpacingBetweenSlices", first.frame)) or thickness or 1.0
