@@ -21,7 +21,7 @@ import numpy as np
 
 from ._version import __version__
 from .config import AnalysisConfig
-from .privacy import pseudonym
+from .privacy import pseudonym as make_pseudonym
 
 if TYPE_CHECKING:  # pragma: no cover
     from .io import SeriesSelection, Study
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .quantify import HipMeasurements
     from .segment import HipSegmentation
 
-__all__ = ["AnalysisResult", "analyze", "STRUCTURES"]
+__all__ = ["AnalysisResult", "analyze", "build_report", "report_inputs", "STRUCTURES"]
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,15 @@ def analyze(
     *,
     config: Optional[AnalysisConfig] = None,
     record_timings: bool = False,
+    pseudonym: Optional[str] = None,
     **overrides: Any,
 ) -> AnalysisResult:
     """Run the whole pipeline on one study and (optionally) write its outputs.
 
     Parameters
     ----------
-    source : path or bmepipe.io.Study
-        A study folder (any layout) or an already loaded study.
+    source : path, list of paths, or bmepipe.io.Study
+        A study folder (any layout), the study's files, or an already loaded study.
     out_dir : path, optional
         Output folder: ``report.json``, ``report.html``, ``labels/<side>_<structure>.nii.gz``,
         ``dicom/seg.dcm``, ``dicom/sr.dcm`` (each written atomically; report.json last).
@@ -129,6 +130,9 @@ def analyze(
     record_timings : bool
         Put the stage timings into report.json (they differ between runs, so by
         default the report is byte-identical for the same input and stays free of them).
+    pseudonym : str, optional
+        Study pseudonym for the report (the batch passes its salted one); default: an
+        unsalted hash of the StudyInstanceUID.
     **overrides
         Top-level :class:`AnalysisConfig` fields, e.g. ``fluid="*stir*"``, ``sides=("left",)``.
 
@@ -167,7 +171,7 @@ def analyze(
     assessments = timed("patterns", assess_patterns, measurements, normalized.quality, params=cfg.patterns)
 
     report = build_report(study, selection, normalized, segmentation, measurements, assessments,
-                          bilateral_comparison(measurements, assessments), cfg)
+                          bilateral_comparison(measurements, assessments), cfg, pseudonym=pseudonym)
     masks = collect_masks(segmentation, measurements, cfg.sides, _grid_shape(normalized))
     outputs: dict = {}
     if out_dir is not None:
@@ -230,7 +234,8 @@ def _relative(path: str, root: Path) -> str:
         return Path(path).name
 
 
-def _inputs(study: "Study", selection: "SeriesSelection") -> dict:
+def report_inputs(study: "Study", selection: "SeriesSelection", pseudonym_: Optional[str] = None) -> dict:
+    """The ``inputs`` section of report.json: series used and why, series set aside, study pseudonym."""
     used = [_series_used("fluid_sensitive", selection.fluid_sensitive,
                          selection.reasons.get("fluid_sensitive", selection.fluid_sensitive.meta.sequence_reason))]
     if selection.t1 is not None:
@@ -245,8 +250,10 @@ def _inputs(study: "Study", selection: "SeriesSelection") -> dict:
                             "reason": f"not selected ({vol.meta.sequence_class}/{vol.meta.sequence_kind}, "
                                       f"{vol.meta.plane})",
                             "kind": "series", "series_instance_uid": vol.meta.series_instance_uid})
-    study_uid = selection.fluid_sensitive.meta.study_instance_uid or selection.fluid_sensitive.meta.series_instance_uid
-    return {"study": {"pseudonym": pseudonym(study_uid)}, "series_used": used, "series_skipped": skipped}
+    if pseudonym_ is None:
+        meta = selection.fluid_sensitive.meta
+        pseudonym_ = make_pseudonym(meta.study_instance_uid or meta.series_instance_uid)
+    return {"study": {"pseudonym": pseudonym_}, "series_used": used, "series_skipped": skipped}
 
 
 def _qc(normalized: "NormalizedStudy") -> dict:
@@ -278,7 +285,7 @@ def _failed_side(template: dict, reason: str) -> dict:
 
 
 def build_report(study, selection, normalized, segmentation, measurements, assessments, bilateral,
-                 cfg: AnalysisConfig) -> dict:
+                 cfg: AnalysisConfig, *, pseudonym: Optional[str] = None) -> dict:
     """Assemble the report.json content from the stage results."""
     from .report import DISCLAIMER, SCHEMA_VERSION
 
@@ -298,7 +305,7 @@ def build_report(study, selection, normalized, segmentation, measurements, asses
         "software": {"name": "bmepipe", "version": __version__},
         "created": None,
         "disclaimer": DISCLAIMER,
-        "inputs": _inputs(study, selection),
+        "inputs": report_inputs(study, selection, pseudonym),
         "qc": _qc(normalized),
         "parameters": cfg.to_dict(),
         "registration": _registration(normalized),

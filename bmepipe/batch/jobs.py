@@ -78,7 +78,7 @@ def inspect_job(ref, out_dir: Path) -> dict:
     """
     import json
 
-    from ..analysis import _inputs as report_inputs
+    from ..analysis import report_inputs
     from ..io import load_study, select_series
     from ..io.atomic import atomic_write_text
 
