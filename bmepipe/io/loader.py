@@ -165,7 +165,7 @@ def _native_pixels(ds, ts) -> Optional[np.ndarray]:
 
 
 def _decode(ds, path: Path, frames: Optional[int] = None):
-    """Pixel array (frames, rows, cols) as float32 without rescale, or a typed error."""
+    """Stored pixel values (frames, rows, cols), not rescaled, or a typed error."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     arr = _native_pixels(ds, ts)
     if arr is not None:
