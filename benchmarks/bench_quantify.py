@@ -1,8 +1,8 @@
 """Accuracy of BME / AVN / SIF quantification and pattern assessment on a phantom suite.
 
 Thresholds were tuned on ``make_suite(24, seed=11, small=True)`` and checked on
-seed 33 (:data:`bmepipe.quantify.TUNING_SUITE`); the tests use seed 22; this
-benchmark reports seed 44 by default, so its figures are held out.
+seeds 33 and 44 (:data:`bmepipe.quantify.TUNING_SUITE`); the tests use seed 22;
+this benchmark reports seed 55 by default, so its figures are held out.
 
 For every case: phantom -> :func:`bmepipe.normalize.normalize_study` ->
 segmentation (``--segmentation truth``: perfect, from the phantom truth;
@@ -105,6 +105,7 @@ def run_case(spec, segmentation: str) -> dict:
                                                       "proximal_shaft", "acetabulum")])
         rows.append({
             "case": _case_params(spec, side), "truth_pattern": MAP[tr["pattern"]], "label": pats[side].label,
+            "status": sm.status, "reason": sm.reason,
             "score": pats[side].score, "confidence": pats[side].confidence,
             "bme_truth_ml": float(tb.sum()) * vox_ml, "bme_ml": sm.bme.volume_ml, "bme_dice": dice(b, tb),
             "naive_bme_ml": float(naive.sum()) * vox_ml, "naive_dice": dice(naive, tb),
@@ -123,7 +124,7 @@ def run_case(spec, segmentation: str) -> dict:
 
 def summarize(rows: list) -> dict:
     big = [r for r in rows if r["bme_truth_ml"] > 2.0]
-    vol_err = [abs(r["bme_ml"] / r["bme_truth_ml"] - 1.0) for r in big]
+    vol_err = [abs((r["bme_ml"] or 0.0) / r["bme_truth_ml"] - 1.0) for r in big]
     naive_err = [abs(r["naive_bme_ml"] / r["bme_truth_ml"] - 1.0) for r in big]
     avn = [r for r in rows if r["case"]["pattern"] == "avn"]
     nec_err = [abs((r["necrosis_pct"] or 0.0) - r["necrosis_truth_pct"]) for r in avn]
@@ -167,13 +168,16 @@ def misses(rows: list) -> list:
         why = []
         if r["label"] != r["truth_pattern"]:
             why.append(f"pattern {r['truth_pattern']} -> {r['label']}")
-        if r["bme_truth_ml"] > 2.0 and (r["bme_dice"] < 0.8 or abs(r["bme_ml"] / r["bme_truth_ml"] - 1) > 0.15):
-            why.append(f"BME {r['bme_truth_ml']:.1f} -> {r['bme_ml']:.1f} ml, Dice {r['bme_dice']:.2f}")
+        if r["status"] != "analysed":
+            why.append(f"side not analysed: {r['reason']}")
+        bme_ml = r["bme_ml"] or 0.0
+        if r["bme_truth_ml"] > 2.0 and (r["bme_dice"] < 0.8 or abs(bme_ml / r["bme_truth_ml"] - 1) > 0.15):
+            why.append(f"BME {r['bme_truth_ml']:.1f} -> {bme_ml:.1f} ml, Dice {r['bme_dice']:.2f}")
         if r["case"]["pattern"] == "avn" and abs((r["necrosis_pct"] or 0) - r["necrosis_truth_pct"]) > 5:
             why.append(f"necrosis {r['necrosis_truth_pct']:.1f} -> {r['necrosis_pct'] or 0:.1f} %")
         if r["case"]["pattern"] == "sif":
             lm, tm = r["line_mm"], r["line_thick_mm"]
-            if lm is None or abs(lm - r["line_truth_mm"]) > r["pixel_mm"] or abs(tm - r["line_thick_truth_mm"]) > r["pixel_mm"]:
+            if lm is None or abs(lm - r["line_truth_mm"]) > r["pixel_mm"] or abs(tm - r["line_thick_truth_mm"]) > r["pixel_mm"]:  # noqa: E501
                 why.append(f"line {r['line_truth_mm']:.1f}/{r['line_thick_truth_mm']:.1f} -> "
                            f"{'none' if lm is None else f'{lm:.1f}/{tm:.1f}'} mm (voxel {r['pixel_mm']:.2f})")
         if why:
@@ -184,7 +188,7 @@ def misses(rows: list) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=24, help="number of studies (2 hips each)")
-    ap.add_argument("--seed", type=int, default=44, help="suite seed (tuning used 11 and 33, tests 22)")
+    ap.add_argument("--seed", type=int, default=55, help="suite seed (tuning used 11, 33 and 44; tests 22)")
     ap.add_argument("--full", action="store_true", help="clinical matrices (256-512) instead of small ones")
     ap.add_argument("--segmentation", choices=("truth", "segment"), default="truth")
     ap.add_argument("--json", metavar="PATH", help="write the figures as JSON")

@@ -100,9 +100,8 @@ def test_necrotic_extent_and_staging_fat_centre(suite):
         _check_segment(tr, sm)
 
 
-@pytest.mark.xfail(strict=True, reason="known weakness: a fluid-filled (Mitchell C) segment under collapse has no "
-                   "T1 dip and its sharp T1 step is missed; see the bench_quantify misses")
 def test_necrotic_extent_and_staging_fluid_centre(suite):
+    # fluid-filled (Mitchell C) centre under collapse: no T1 dip, found by the sharp T1 step
     hips = [(tr, sm) for _, tr, sm, _, _, _ in _hips(suite)
             if tr["pattern"] == "avn" and tr["necrosis"]["content"] == "fluid"]
     assert hips

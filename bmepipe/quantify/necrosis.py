@@ -53,7 +53,8 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     return c, float(np.sqrt(max(sol[3] + c @ c, 0.0)))
 
 
-def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, n_iter: int = 300):
+def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, radius_range, n_iter: int = 300):
+    """Sphere with the most points within ``tol_mm``, radius inside ``radius_range`` (mm)."""
     best = None
     n = len(points)
     for _ in range(n_iter):
@@ -62,6 +63,8 @@ def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, 
             c, r = fit_sphere(points[idx])
         except np.linalg.LinAlgError:
             continue
+        if not radius_range[0] <= r <= radius_range[1]:
+            continue  # e.g. a tiny sphere around dips clustered near the head centre
         inl = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
         if best is None or inl.sum() > best.sum():
             best = inl
@@ -198,7 +201,8 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     n_th, n_ph, n_r = t1_rays.shape
     t1 = ndimage.gaussian_filter1d(t1_rays, 1.0 / (frame.r_mm[1] - frame.r_mm[0]), axis=2)
     depth = R - frame.r_mm
-    valid = (head_rays >= 0.5) & (depth >= 2.0)[None, None, :] & (frame.r_mm >= 2.0)[None, None, :]
+    # near the centre every ray crosses the same few voxels: a band passing there would look like a tiny sphere
+    valid = (head_rays >= 0.5) & (depth >= 2.0)[None, None, :] & (frame.r_mm >= params.band_min_radius_fraction * R)[None, None, :]
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
     half = max(1, int(round(2.0 / (frame.r_mm[1] - frame.r_mm[0]))))
     ks = _steps(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, half, params).reshape(n_th, n_ph)
@@ -211,12 +215,18 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     q = np.column_stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)])
     r_band = frame.r_mm[k[deep]]
     pts = q * r_band[:, None]
-    fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed))
+    fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R))
     if fit is None:
         return None
     c, rho, inl = fit
     area = float(frame.solid_angle_deg2()[deep][inl].sum())
     if area < params.necrosis_min_area_deg2 or not 0.4 * R <= rho <= 3.0 * R:
+        return None
+    # the segment is subchondral: the fitted ball must reach the articular surface over a real footprint
+    th_g, ph_g = np.meshgrid(np.radians(frame.theta_deg), np.radians(frame.phi_deg), indexing="ij")
+    q_all = np.stack([np.sin(th_g) * np.cos(ph_g), np.sin(th_g) * np.sin(ph_g), np.cos(th_g)], axis=-1)
+    on_surface = np.linalg.norm(R * q_all - c, axis=-1) < rho + params.necrosis_border_mm
+    if float(frame.solid_angle_deg2()[on_surface].sum()) < params.necrosis_min_area_deg2:
         return None
     # double line: bright rim just outside the dark band (towards the segment) on the fluid image
     f = fluid_rays[deep][inl]
