@@ -84,7 +84,7 @@ def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float) -> 
     return n, float(np.clip(np.percentile(ang, 85), 15.0, 35.0))
 
 
-def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 4.0, depth: float = 0.4) -> np.ndarray:
+def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 6.0, depth: float = 0.4) -> np.ndarray:
     """Thin dark lines (cortex between marrow and fat) as a barrier, per slice.
 
     Black top-hat (grey closing minus image) over ``width_mm`` in-plane: a cortex
@@ -151,8 +151,6 @@ def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_d
     acc = ndimage.binary_dilation(acc, structure=cross)
     steps = max(1, int(round(cortex_max_mm / min(spacing_mm[:2]))))
     acc = ndimage.binary_dilation(acc, structure=cross, iterations=steps, mask=cortex | acc)
-    # a slice cutting the cortex tangentially is dark all over: take it from the neighbouring slices
-    acc |= ndimage.binary_dilation(acc, structure=np.array([0, 1, 0], bool)[:, None, None]) & cortex
     # fill enclosed holes slice by slice (lesions, necrotic content, vascular canals)
     acc = np.stack([ndimage.binary_fill_holes(s) for s in acc])
     if partial_mm > 0:
@@ -201,12 +199,18 @@ def cross_sections(mask_f: np.ndarray, grid: Grid, centre, axis, ts, max_radius_
     return np.asarray(areas), np.asarray(cents)
 
 
+#: After the first pass, neck sections are sampled within this factor of the narrowest equivalent radius,
+#: so the greater trochanter and the head do not pull the section centroids (tuned on phantoms: 1.2 of 1.2-1.6).
+CLIP_FACTOR = 1.2
+
+
 def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iterations: int = 4):
     """Neck axis through the head centre along the narrowest neck section (regions.md).
 
-    Alternates: cross-section areas along the current axis, the narrowest one
-    (between 0.55 R and 0.55 R + 30 mm), then the axis through C and that section's
-    centroid (averaged with its neighbours for stability).
+    Alternates: cross-section areas along the current axis (between 0.55 R and
+    0.55 R + 30 mm), then the axis through C and the centroids of the waist sections
+    (area within 4 % of the narrowest); after the first pass the sections are
+    clipped to ``CLIP_FACTOR`` times the waist radius around the axis.
 
     Returns
     -------
@@ -218,6 +222,8 @@ def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iter
     for _ in range(iterations):
         areas, cents = cross_sections(mask_f, grid, centre, n, ts, rmax)
         areas_s = ndimage.uniform_filter1d(areas, 3, mode="nearest")
+        # next time sample only around the neck (the trochanter and the head stay out of the sections)
+        rmax = min(1.1 * radius_mm, CLIP_FACTOR * math.sqrt(areas_s.min() / math.pi))
         # sections of the waist (area within 4 % of the narrowest): their centroids lie on the axis
         waist = areas_s <= 1.04 * areas_s.min()
         d = cents[waist] - np.asarray(centre)

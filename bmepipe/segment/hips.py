@@ -31,7 +31,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import ConfigError, InputError
-from .femur import bone_classes, closest_approach, cortex_barrier, femur_component, neck_axis, neck_direction, shaft_axis
+from .femur import (bone_classes, closest_approach, cortex_barrier, femur_component, neck_axis, neck_direction,
+                    shaft_axis)
 from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_edges, robust_sphere_fit,
                      vote_centres)
 from .types import REGIONS, SIDES, HipSegmentation, SideSegmentation
@@ -59,6 +60,10 @@ MIN_CIRCLE_SCORE = 0.55
 #: slice is taken as at least half bone (thick slices, see femur._tangential_slices); calibrated on
 #: the tuning phantoms (4 mm of 4 and 7 tried).
 TANGENTIAL_CORE_MM = 4.0
+#: Black top-hat widths (mm): the barrier against marrow leaking through blurred cortex into fat,
+#: and the thin-cortex detector (tuned on phantoms: 6 and 4 of 4-6).
+BARRIER_WIDTH_MM = 6.0
+THIN_CORTEX_WIDTH_MM = 4.0
 #: Plausible neck-shaft angles (adults about 125-140, range 100-146 on CT; anatomy.md) with margin.
 NECK_SHAFT_ANGLE_RANGE_DEG = (95.0, 165.0)
 #: Reach of the capsular recess (where effusion collects) beyond the neck surface, mm [approx]: the MRI
@@ -254,7 +259,11 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
     cols = gw.to_lps(np.column_stack([np.full(nx, gw.shape[0] / 2), np.full(nx, ny / 2), np.arange(nx)]))[:, 0]
     body = (Fw + (Tw if Tw is not None else 0)) > 0.3
     colw = body.sum(axis=(0, 1)).astype(float)
-    midline = float((cols * colw).sum() / colw.sum()) if colw.sum() > 0 else float(cols.mean())
+    # the body's centre when the body lies inside the field of view; a body cut by the field's
+    # lateral edges has no meaningful centre, then x = 0 (the table midline at the isocentre)
+    edge = max(colw[:2].max(), colw[-2:].max()) if len(colw) > 4 else colw.max()
+    truncated = colw.sum() == 0 or edge > 0.2 * colw.max()
+    midline = 0.0 if truncated else float((cols * colw).sum() / colw.sum())
 
     t0 = time.perf_counter()
     votes = vote_centres(det, gw, (8.0, HEAD_RADIUS_RANGE_MM[1]), polarity=0)
@@ -319,9 +328,13 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     marrow_like, cortex = bone_classes(Ts, Fs)
     thin_cortex = cortex
     if Ts is not None:
-        barrier = cortex_barrier(Ts, sub.spacing)
-        marrow_like &= ~barrier
-        thin_cortex = cortex | (barrier & (Fs < 1.0))  # a thin dark line, not fluid
+        # a wide top-hat blocks marrow growth through blurred cortex; a narrow one marks thin cortex
+        marrow_like &= ~cortex_barrier(Ts, sub.spacing, width_mm=BARRIER_WIDTH_MM)
+        thin_cortex = cortex | (cortex_barrier(Ts, sub.spacing, width_mm=THIN_CORTEX_WIDTH_MM) & (Fs < 1.0))
+    # anatomical envelope: no femoral bone medial to the head, above it, or far lateral to the
+    # trochanter (anatomy.md: the trochanter tip is at about the level of the head centre)
+    u = px if side == "left" else -px  # lateral coordinate
+    envelope = (u >= -(r + 3.0)) & (u <= 100.0) & (pz <= r + 5.0)
     lookup, dev = _collapse_lookup(dirs, surf, r)
     # seed: head interior in slices cutting the sphere near its equator (sharp in-plane edges)
     dz = px * np.float32(grid.normal[0]) + py * np.float32(grid.normal[1]) + pz * np.float32(grid.normal[2])
@@ -329,7 +342,8 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     n0, cone = neck_direction((marrow_like | seed).astype(np.float32), sub, c, r)
     if n0 is None:
         raise _SideFailure("femoral head found but no femoral neck continues from it")
-    comp = femur_component(marrow_like, thin_cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing, partial_mm=TANGENTIAL_CORE_MM)
+    comp = femur_component(marrow_like & envelope, thin_cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing,
+                           partial_mm=TANGENTIAL_CORE_MM)
     n, rn, t_min = neck_axis(comp.astype(np.float32), sub, c, r, n0)
     if not 0.35 * r <= rn <= 0.95 * r:
         raise _SideFailure(f"implausible femoral neck (narrowest radius {rn:.1f} mm for a {r:.1f} mm head)")
@@ -382,7 +396,9 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     # joint space: articular shell outside the head (not bone) and the capsular recess along the neck
     shell = (rr >= r_surf) & (rr < r + 6.0) & (cosang < math.cos(math.radians(max(cone - 5.0, 5.0))))
     recess = (t >= d1 - 3.0) & (t <= 0.8 * L) & (rho <= 1.45 * rn + JOINT_RECESS_MM)
-    joint = (shell | recess) & ~femur & ~cup
+    # the femur's outermost voxel layer is shared: it holds partial volumes of effusion against the cortex
+    core = ndimage.binary_erosion(femur, structure=ndimage.generate_binary_structure(2, 1)[None])
+    joint = (shell | recess) & ~core & ~cup
     # marrow: femur minus cortex (dark on every series); in the head, below the subchondral plate
     depth = r_surf - rr
     marrow = (head & (depth >= SUBCHONDRAL_PLATE_MM)) | (rest & ~cortex & ~(ball & (depth < SUBCHONDRAL_PLATE_MM)))
