@@ -160,7 +160,10 @@ def _native_pixels(ds, ts) -> Optional[np.ndarray]:
     arr = arr.reshape(frames, rows, cols)
     if stored < bits:
         shift = bits - stored
-        arr = (arr << shift) >> shift if signed else arr & ((1 << stored) - 1)
+        if signed:
+            arr = (arr << shift) >> shift
+        elif int(arr.max()) >> stored:  # a copy only if the unused high bits hold anything (rare)
+            arr = arr & ((1 << stored) - 1)
     return arr
 
 
