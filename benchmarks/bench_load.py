@@ -52,7 +52,7 @@ def _write(folder: Path, vendor: str) -> list[Path]:
     return out
 
 
-def _sitk(folder: Path, files):
+def _sitk(folder: Path):
     import SimpleITK as sitk
 
     reader = sitk.ImageSeriesReader()
@@ -64,7 +64,7 @@ def _dcm2niix_exe() -> str:
     return shutil.which("dcm2niix", path=str(Path(sys.executable).parent)) or shutil.which("dcm2niix") or ""
 
 
-def _dcm2niix(folder: Path, files, out: Path):
+def _dcm2niix(folder: Path, out: Path):
     if out.exists():
         shutil.rmtree(out)
     out.mkdir()
@@ -102,16 +102,16 @@ def main(argv=None) -> int:
         (vol,) = load_series(files)
         import SimpleITK as sitk
 
-        ref = sitk.GetArrayFromImage(_sitk(folder, files)).astype(np.float32)
+        ref = sitk.GetArrayFromImage(_sitk(folder)).astype(np.float32)
         if not np.allclose(vol.array, ref, rtol=1e-6):
             raise SystemExit("bmepipe and SimpleITK disagree on the voxel values")
         methods = {
-            "SimpleITK ImageSeriesReader": lambda: _sitk(folder, files),
+            "SimpleITK ImageSeriesReader": lambda: _sitk(folder),
             "bmepipe.io.load_series": lambda: load_series(files),
             "bmepipe.io.load_study": lambda: load_study(folder),
         }
         if _dcm2niix_exe():
-            methods["dcm2niix (subprocess, -z n)"] = lambda: _dcm2niix(folder, files, Path(tmp) / "nii")
+            methods["dcm2niix (subprocess, -z n)"] = lambda: _dcm2niix(folder, Path(tmp) / "nii")
         medians = _medians(methods, args.repeats)
 
     base = medians["SimpleITK ImageSeriesReader"]
