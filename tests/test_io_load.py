@@ -244,3 +244,16 @@ def test_dicomdir_layout_and_file_list(tmp_path):
     listed = load_study(list(reversed(files)))
     assert listed.root == (tmp_path / "src").resolve()
     np.testing.assert_array_equal(listed.volumes[0].array, vol.array)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
+@pytest.mark.parametrize("echoes", [(30.0,), (20.0, 80.0)])
+def test_crafted_enhanced_mr_file_is_valid_for_dciodvfy(tmp_path, echoes):
+    import subprocess
+
+    path = tmp_path / "enh.dcm"
+    C.enhanced_mr(path, echoes=echoes)
+    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    lines = (res.stdout + res.stderr).splitlines()
+    assert lines and lines[0].strip() == "EnhancedMRImage"
+    assert not [line for line in lines if line.startswith("Error")], lines
