@@ -303,8 +303,10 @@ def _collapse_lookup(dirs, surf, radius):
     tree = cKDTree(dirs[ok])
     d_ok = dev[ok]
     _, nb = tree.query(dirs[ok], k=min(7, ok.sum()))
-    smooth = np.median(d_ok[nb], axis=1)
-    smooth = np.where(smooth < -1.0, np.maximum(smooth, -8.0), 0.0)  # only real dents count
+    med = np.median(d_ok[nb], axis=1)  # neighbour median: single-ray outliers (band, line) do not count
+    smooth = np.where(med < -1.0, np.maximum(med, -8.0), 0.0)  # only real dents shape the head
+    dev = np.full(len(dev), np.nan)
+    dev[ok] = med
 
     def lookup(unit):
         dist, k = tree.query(unit, k=1)
@@ -413,7 +415,9 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     regions = {"femoral_head": full(head), "femoral_neck": full(neck), "intertrochanteric": full(inter),
                "proximal_shaft": full(shaft), "acetabulum": full(cup)}
     assert set(regions) == set(REGIONS)
-    ok_dev = np.isfinite(dev)
+    # articular surface only: rays on the head side of P1 (the neck is no articular surface)
+    # edges more than 2 mm outside the sphere lie beyond the cartilage (labrum, joint space): outliers
+    ok_dev = np.isfinite(dev) & (dirs @ n < d1 / r - 0.05) & (dev <= 2.0)
     surface_pts = c + (r + dev[ok_dev])[:, None] * dirs[ok_dev]
     return SideSegmentation(
         side=side, status="analysed", reason=None, regions=regions, marrow=full(marrow), joint_space=full(joint),

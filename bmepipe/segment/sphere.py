@@ -267,18 +267,16 @@ def ray_edges(image: np.ndarray, grid: Grid, centre, radius_mm: float, direction
     # local maxima at least 40 % of the ray's strongest edge and 25 % of the typical edge
     locmax = (der > np.roll(der, 1, 1)) & (der >= np.roll(der, -1, 1))
     strong = locmax & (der >= 0.4 * peak[:, None]) & (der >= 0.25 * scale)
-    n = len(directions)
-    dist = np.full(n, np.nan)
-    strength = np.zeros(n)
-    rows = np.nonzero(strong.any(1))[0]
+    has = strong.any(1)
     last = strong.shape[1] - 1 - np.argmax(strong[:, ::-1], axis=1)
-    for r in rows:
-        m = last[r]
-        y0, y1, y2 = der[r, m - 1], der[r, m], der[r, min(m + 1, len(radii) - 1)]
-        den = y0 - 2 * y1 + y2
-        off = 0.5 * (y0 - y2) / den if den < 0 else 0.0
-        dist[r] = radii[m] + np.clip(off, -0.5, 0.5) * step_mm
-        strength[r] = y1
+    rows = np.arange(len(directions))
+    y0 = der[rows, np.maximum(last - 1, 0)]
+    y1 = der[rows, last]
+    y2 = der[rows, np.minimum(last + 1, len(radii) - 1)]
+    den = y0 - 2 * y1 + y2
+    off = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)  # parabola vertex
+    dist = np.where(has, radii[last] + np.clip(off, -0.5, 0.5) * step_mm, np.nan)
+    strength = np.where(has, y1, 0.0)
     return dist, strength
 
 
