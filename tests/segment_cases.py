@@ -37,7 +37,8 @@ def segment_specs(n_cases: int, seed: int, *, matrix: int = 256, slices: int = 2
             slices=slices, obliquity_deg=float(rng.choice([-1, 1]) * rng.uniform(3, 10)) if i % 3 else 0.0,
             tilt_deg=float(rng.uniform(-4, 4)) if i % 4 == 1 else 0.0,
             center_offset_lps_mm=tuple(float(v) for v in rng.normal(0, [5, 4, 8])),
-            snr=float((12.0, 20.0, 30.0, 40.0)[i % 4] * rng.uniform(1.0, 1.1)), bias_amplitude=float(rng.uniform(0, 0.5)),
+            snr=float((12.0, 20.0, 30.0, 40.0)[i % 4] * rng.uniform(1.0, 1.1)),
+            bias_amplitude=float(rng.uniform(0, 0.5)),
             fat_sat_efficiency=float(rng.uniform(0.85, 0.98)),
         )
         spec = PhantomSpec.random(int(seed) * 1000 + i, right=right, left=left, acquisition=acq)

@@ -4,7 +4,7 @@ The suite (seed 424242) was never used while tuning the segmentation (see segmen
 1.5/3 T, STIR / PD-FS / T2-FS, bias 0-0.5, SNR 12-40, obliquity up to 10 degrees with tilt, head radii
 21-28 mm, and normal, TOH, AVN (with collapse and effusion) and SIF hips. Truth comes from the phantom's
 analytic anatomy (labels rasterized from implicit shapes), never from the segmentation code.
-Runtime: about 60-90 s on 2 cores (phantom generation and normalization included), hence ``slow``.
+Runtime: about 25-50 s on 2 cores (phantom generation and normalization included), hence ``slow``.
 """
 
 from __future__ import annotations

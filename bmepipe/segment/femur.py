@@ -18,7 +18,8 @@ from scipy import ndimage
 
 from .sphere import Grid, fibonacci_directions
 
-__all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes", "neck_direction",
+__all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes",
+           "neck_direction",
            "femur_component", "neck_axis", "shaft_axis", "closest_approach"]
 
 #: T1 signal (x muscle) above which a voxel looks like fatty marrow. Normal yellow marrow is

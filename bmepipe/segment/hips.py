@@ -274,7 +274,8 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
         sign = -1.0 if side == "right" else 1.0
         side_cols = sign * (cols - midline) > 30.0
         if not side_cols.any():
-            sides[side] = _failed(side, f"the {side} half of the body is outside the field of view", subchondral_depth_mm)
+            reason = f"the {side} half of the body is outside the field of view"
+            sides[side] = _failed(side, reason, subchondral_depth_mm)
             continue
         found, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs)
         timings[f"{side}_head"] = time.perf_counter() - t0
