@@ -122,6 +122,11 @@ def test_side_outside_the_field_of_view_fails_with_reason_other_side_analysed():
     assert left.ok
     err = np.linalg.norm(np.subtract(left.head_center_lps_mm, study.truth["sides"]["left"]["head_center_lps_mm"]))
     assert err <= 1.5
+    # without T1 the femur cannot be segmented: the side says so loudly but keeps the head sphere
+    fluid_only = segment_hips(normalized(study), use_t1=False).sides["left"]
+    assert fluid_only.status == "failed" and "T1" in fluid_only.reason
+    err = np.linalg.norm(np.subtract(fluid_only.head_center_lps_mm, study.truth["sides"]["left"]["head_center_lps_mm"]))
+    assert err <= 1.5
 
 
 def _image(array, spacing=(1.5, 1.5, 4.0)):

@@ -55,6 +55,11 @@ class SideSegmentation:
         Points of the articular surface (for collapse: deviation from the sphere).
     surface_deviation_mm : (N,) array or None
         Radial distance of each surface point from the fitted sphere, negative = inside (collapse).
+    extras : dict
+        Diagnostics from :func:`bmepipe.segment.segment_hips`: ``inlier_fraction`` (share of surface
+        rays on the sphere), ``neck_cone_deg``, ``neck_length_mm`` (C to X), ``narrowest_neck_t_mm``,
+        ``shaft_levels`` (axial sections used for the shaft axis), ``neck_shaft_angle_deg`` and
+        ``warnings`` (list of str, e.g. an assumed shaft axis).
     """
 
     side: str
