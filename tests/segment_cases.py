@@ -1,7 +1,7 @@
 """Phantom cases for the segmentation tests and benchmark (shared so both span the same variations).
 
 Seeds: the tests use 424242 and the benchmark 515151. While tuning the segmentation only the
-single studies with seeds 5, 11, 21 and the suites 7001 and 7002 were looked at; the sample data
+single studies with seeds 5, 11, 21 and the suites 7001-7003 were looked at; the sample data
 use other seeds. Nothing here is tuned on the test or benchmark seeds.
 """
 
