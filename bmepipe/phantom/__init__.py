@@ -13,6 +13,7 @@ series' grid following ``shared/reference/regions.md``.
 
 from .anatomy import PATTERNS, REGIONS, HipSpec
 from .simulate import AcquisitionSpec
+from .followup import followup_spec, generate_followup
 from .study import (LABEL_SCHEME, PHANTOM_VERSION, STRUCTURES, PhantomSpec, SimulatedSeries, SyntheticStudy,
                     generate_study, load_truth, make_suite, write_study)
 
@@ -31,4 +32,6 @@ __all__ = [
     "write_study",
     "load_truth",
     "make_suite",
+    "followup_spec",
+    "generate_followup",
 ]
