@@ -19,6 +19,8 @@ Hierarchy::
     |   +-- NoUsableSeriesError         nothing the pipeline can analyse (no MR, no hip, ...)
     |   +-- SeriesSelectionError        a requested series does not exist or is unsuitable
     |   +-- NoOverlapError              two volumes that should overlap do not
+    |   +-- DifferentPatientError       compared studies belong to different patients
+    |   +-- FollowupOrderError          the follow-up is older than the baseline
     +-- ConfigError                     invalid parameters or configuration file
     +-- OutputError                     an output could not be written or validated
 """
@@ -44,6 +46,8 @@ __all__ = [
     "NoUsableSeriesError",
     "SeriesSelectionError",
     "NoOverlapError",
+    "DifferentPatientError",
+    "FollowupOrderError",
     "ConfigError",
     "OutputError",
 ]
@@ -126,3 +130,11 @@ class ConfigError(BmepipeError):
 
 class OutputError(BmepipeError):
     """An output could not be written or failed validation."""
+
+
+class DifferentPatientError(InputError):
+    """Two studies to compare belong to different patients (compare)."""
+
+
+class FollowupOrderError(InputError):
+    """The follow-up study is older than the baseline (compare)."""

@@ -1,0 +1,162 @@
+"""Write a comparison: ``compare.json`` (validated), change label maps (NIfTI) and ``compare.html``."""
+
+from __future__ import annotations
+
+import html as _html
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from bmepipe.errors import OutputError
+from bmepipe.io.atomic import atomic_path, atomic_write_text
+
+__all__ = ["load_compare_schema", "validate_compare", "write_compare", "render_compare_html"]
+
+
+def load_compare_schema(version: str = "1.0.0") -> dict:
+    """The ``compare.json`` JSON Schema."""
+    text = resources.files("bmepipe.report").joinpath("schemas", f"compare-{version}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def validate_compare(report: dict, path=None) -> None:
+    """Raise :class:`OutputError` (JSON path and problem) unless ``report`` follows its schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_compare_schema(report.get("schema_version", "1.0.0")))
+    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(map(str, e.absolute_path)) or "(root)"
+        raise OutputError(f"compare report invalid at {where}: {e.message[:200]}", path)
+
+
+def _chart(report: dict) -> bytes:
+    """A small chart: BME volume at baseline and follow-up per side."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 2.6), dpi=90)
+    for side, colour in (("right", "tab:blue"), ("left", "tab:orange")):
+        s = report["sides"][side]
+        if s["status"] != "compared":
+            continue
+        v = s["bme"]["volume_ml"]
+        ax.plot([0, report["interval_days"] or 1], [v["then"] or 0, v["now"] or 0], "o-", color=colour,
+                label=f"{side} ({s['trajectory']['label']})")
+    ax.set_xlabel("days since baseline")
+    ax.set_ylabel("BME volume (ml)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def render_compare_html(report: dict, figures=(), chart_png: bytes | None = None) -> str:
+    """One self-contained page: per side measurements then/now, trajectory and evidence, overlays, chart."""
+    import base64
+
+    e = _html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>bmepipe follow-up comparison</title>',
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;"
+           "border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>",
+           "<h1>Follow-up comparison</h1>", f"<p><b>{e(report['disclaimer'])}</b></p>",
+           f"<p>Interval: {e(str(report['interval_days']))} days</p>"]
+    for side in ("right", "left"):
+        s = report["sides"][side]
+        out.append(f"<h2>{side} hip</h2>")
+        if s["status"] != "compared":
+            out.append(f"<p>not compared: {e(s['reason'])}</p>")
+            continue
+        rows = [("BME volume (ml)", s["bme"]["volume_ml"]), ("necrotic extent (% head)", s["avn"]["necrotic_extent_pct"]),
+                ("collapse (mm)", s["avn"]["collapse_mm"]), ("subchondral line (mm)", s["sif"]["line_length_mm"]),
+                ("effusion (ml)", s["effusion_ml"])]
+        rows += [(f"BME fraction {r.replace('_', ' ')}", p) for r, p in s["bme"]["fraction"].items()]
+        out.append("<table><tr><th>measurement</th><th>then</th><th>now</th><th>change</th></tr>")
+        for name, p in rows:
+            out.append(f"<tr><td>{e(name)}</td>" + "".join(f"<td>{'n/a' if p[k] is None else p[k]}</td>"
+                                                          for k in ("then", "now", "change")) + "</tr>")
+        out.append("</table>")
+        b = s["bme"]
+        out.append(f"<p>BME resolved {b['resolved_ml']} ml, persisted {b['persisted_ml']} ml, new {b['new_ml']} ml. "
+                   f"Pattern then <b>{e(str(s['pattern']['then']))}</b>, now <b>{e(str(s['pattern']['now']))}</b>. "
+                   f"Trajectory: <b>{e(s['trajectory']['label'])}</b>. Registration residual: head-centre mismatch "
+                   f"{s['registration']['center_mismatch_mm']} mm.</p><ul>")
+        for item in s["trajectory"]["evidence"]:
+            out.append(f"<li>{e(item['feature'])}: {item['then']:.2f} &rarr; {item['now']:.2f} "
+                       f"(threshold {e(item['threshold'])})</li>")
+        out.append("</ul>")
+    if chart_png:
+        out.append('<h2>Over time</h2><img alt="BME volume over time" src="data:image/png;base64,'
+                   + base64.b64encode(chart_png).decode("ascii") + '">')
+    if figures:
+        out.append("<h2>Baseline and follow-up (registered) at matching slices</h2>")
+        for fig in figures:
+            out.append(f'<figure><img alt="{e(fig.title)}" src="{fig.data_uri()}"><figcaption>{e(fig.caption)}'
+                       "</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _figures(result) -> list:
+    """Baseline (BME contours) beside the registered follow-up (its BME contours), at the same slices."""
+    import SimpleITK as sitk
+
+    from bmepipe.report.figures import overlay_figures
+
+    from .registration import register_hip
+
+    a, b = result.baseline, result.followup
+    fixed = a.normalized.fluid
+    side = next((s for s in ("right", "left") if result.report["sides"][s]["status"] == "compared"), None)
+    if side is None:
+        return []
+    tx, _ = register_hip(fixed, b.normalized.fluid, a.segmentation.sides[side].head_center_lps_mm,
+                         b.segmentation.sides[side].head_center_lps_mm)
+    moved = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(b.normalized.fluid, sitk.sitkFloat32), fixed, tx,
+                                                 sitk.sitkLinear, 0.0))
+    spacing = fixed.GetSpacing()[::-1]
+    masks_now = {s: {"bme": result.maps[s]["persisted"] | result.maps[s]["new"]} for s in result.maps}
+    masks_then = {s: {"bme": a.masks[s]["bme"], "femoral_head": a.masks[s]["femoral_head"]} for s in a.masks}
+    # the follow-up takes the place of the second (T1) panel: same grid, same slices
+    return overlay_figures(sitk.GetArrayFromImage(fixed), moved, {
+        s: {"bme": masks_then[s]["bme"] | masks_now[s]["bme"], "femoral_head": masks_then[s]["femoral_head"]}
+        for s in masks_then}, spacing, direction=fixed.GetDirection())
+
+
+def write_compare(result, out_dir) -> dict:
+    """Write ``compare.json``, ``labels/<side>_bme_{resolved,persisted,new}.nii.gz`` and ``compare.html``."""
+    import SimpleITK as sitk
+
+    from bmepipe.report.schema import to_jsonable
+
+    out = Path(out_dir)
+    report = to_jsonable(result.report)
+    validate_compare(report, out / "compare.json")
+    written = {}
+    fixed = result.baseline.normalized.fluid
+    for side, maps in result.maps.items():
+        for kind, mask in maps.items():
+            path = out / "labels" / f"{side}_bme_{kind}.nii.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img = sitk.GetImageFromArray(np.asarray(mask, np.uint8))
+            img.CopyInformation(fixed)
+            try:
+                with atomic_path(path) as tmp:
+                    sitk.WriteImage(img, str(tmp), useCompression=True)
+            except (OSError, RuntimeError) as exc:
+                raise OutputError(f"cannot write change map ({exc})", path) from exc
+            written[f"{side}_bme_{kind}"] = path
+    html = render_compare_html(report, _figures(result), _chart(report))
+    written["html"] = atomic_write_text(out / "compare.html", html)
+    text = json.dumps(report, sort_keys=True, indent=2, allow_nan=False) + "\n"
+    written["json"] = atomic_write_text(out / "compare.json", text)  # last: its presence means complete
+    return written

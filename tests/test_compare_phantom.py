@@ -1,0 +1,115 @@
+"""bmepipe compare on a phantom baseline / follow-up pair generated here (truth from the phantom, not compare)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from bmepipe.compare import compare, load_compare_schema, trajectory
+from bmepipe.errors import DifferentPatientError, FollowupOrderError
+from bmepipe.phantom import AcquisitionSpec, PhantomSpec, generate_followup, generate_study, write_study
+
+SHIFT_MM = (6.0, -4.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    acq = AcquisitionSpec(matrix=160, acquired_matrix=(160, 160), slices=16)
+    base = generate_study(PhantomSpec.random(1, right="toh", left="avn", acquisition=acq))
+    fu = generate_followup(base, days=120, shift_lps_mm=SHIFT_MM, rotation_deg=6.0, toh_bme_factor=0.3,
+                           noise_seed=7)
+    write_study(base, root / "base")
+    write_study(fu, root / "fu")
+    result = compare(root / "base", root / "fu", root / "out")
+    return root, base, fu, result
+
+
+def test_registration_head_centre_error_within_1mm(pair):
+    _, base, fu, result = pair
+    import SimpleITK as sitk
+
+    for side in ("right", "left"):
+        reg = result.sides[side]["registration"]
+        tx = sitk.Euler3DTransform()
+        c_then = np.asarray(base.truth["sides"][side]["head_center_lps_mm"])
+        c_now = np.asarray(fu.truth["sides"][side]["head_center_lps_mm"])
+        # rebuild the transform from the reported parameters (centre = baseline fitted head centre)
+        tx.SetCenter(tuple(result.baseline.segmentation.sides[side].head_center_lps_mm))
+        tx.SetRotation(*np.radians(reg["rotation_deg"]))
+        tx.SetTranslation(reg["translation_mm"])
+        err = np.linalg.norm(np.asarray(tx.TransformPoint(tuple(c_then))) - c_now)
+        assert err <= 1.0, (side, err)
+
+
+def test_bme_change_within_15_percent_of_baseline_volume(pair):
+    _, base, fu, result = pair
+    checked = 0
+    for side in ("right", "left"):
+        v_then = base.truth["sides"][side]["bme"]["volume_ml"]
+        if v_then <= 2.0:
+            continue
+        truth_change = fu.truth["sides"][side]["bme"]["volume_ml"] - v_then
+        measured = result.sides[side]["bme"]["volume_ml"]["change"]
+        assert abs(measured - truth_change) <= 0.15 * v_then, (side, measured, truth_change)
+        checked += 1
+    assert checked >= 1
+
+
+def test_trajectory_labels(pair):
+    _, _, _, result = pair
+    # TOH shrunk to below the edema threshold -> resolving; AVN with unchanged segment and collapse -> stable
+    assert result.sides["right"]["trajectory"]["label"] == "resolving"
+    assert result.sides["left"]["trajectory"]["label"] == "stable"
+
+
+def test_outputs_and_change_maps(pair):
+    root, _, _, result = pair
+    import jsonschema
+    import SimpleITK as sitk
+
+    report = json.loads((root / "out" / "compare.json").read_text())
+    jsonschema.Draft202012Validator(load_compare_schema()).validate(report)
+    assert report["interval_days"] == 120
+    html = (root / "out" / "compare.html").read_text()
+    assert "data:image/png;base64," in html and "<script" not in html and "http" not in html.split("$id")[0]
+    base_bme = result.baseline.masks["right"]["bme"]
+    for kind in ("resolved", "persisted", "new"):
+        img = sitk.ReadImage(str(root / "out" / "labels" / f"right_bme_{kind}.nii.gz"))
+        assert img.GetSize() == result.baseline.normalized.fluid.GetSize()
+        arr = sitk.GetArrayFromImage(img).astype(bool)
+        if kind != "new":
+            assert not (arr & ~base_bme).any()  # resolved and persisted lie inside the baseline BME
+    resolved = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out/labels/right_bme_resolved.nii.gz"))).astype(bool)
+    persisted = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out/labels/right_bme_persisted.nii.gz"))).astype(bool)
+    np.testing.assert_array_equal(resolved | persisted, base_bme)
+
+
+def test_refuses_followup_older_than_baseline(pair):
+    root, *_ = pair
+    with pytest.raises(FollowupOrderError, match="earlier"):
+        compare(root / "fu", root / "base")
+
+
+def test_refuses_different_patient(pair, tmp_path):
+    root, base, fu, _ = pair
+    other = dataclasses.replace(fu.study_info, patient_id="OTHER0002", patient_name="OTHER^PATIENT")
+    write_study(dataclasses.replace(fu, study_info=other), tmp_path / "other")
+    with pytest.raises(DifferentPatientError) as info:
+        compare(root / "base", tmp_path / "other")
+    assert "OTHER" not in str(info.value) and "PHANTOM0001" not in str(info.value)  # no identifiers in messages
+
+
+def test_trajectory_rules_on_stated_changes():
+    def side(v0, v1, c0=0.0, c1=0.0, n0=0.0, n1=0.0):
+        p = lambda a, b: {"then": a, "now": b}  # noqa: E731
+        return {"bme": {"volume_ml": p(v0, v1)}, "avn": {"collapse_mm": p(c0, c1), "necrotic_extent_pct": p(n0, n1)},
+                "sif": {"line_length_mm": p(0.0, 0.0)}}
+
+    assert trajectory(side(0.0, 5.0))[0] == "new"
+    assert trajectory(side(10.0, 3.0))[0] == "resolving"
+    assert trajectory(side(10.0, 9.0))[0] == "stable"
+    assert trajectory(side(10.0, 9.0, c0=0.0, c1=2.0, n0=20, n1=20))[0] == "progressing"
