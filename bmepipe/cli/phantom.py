@@ -15,6 +15,16 @@ def _matrix_pair(text: str) -> tuple[int, int]:
     return rows, cols
 
 
+def _shift(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected X,Y,Z in mm, got {text!r}")
+    return values
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "phantom",
@@ -47,6 +57,20 @@ def register(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SIDE.FIELD=VALUE",
                    help="override a HipSpec field, e.g. --set left.collapse_mm=3 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    f = p.add_argument_group("follow-up (same patient and anatomy, later StudyDate, new pose and noise)")
+    f.add_argument("--followup", metavar="OUT2", help="also write a follow-up of the study to OUT2")
+    f.add_argument("--followup-days", type=int, default=90, help="days after the baseline (default 90)")
+    f.add_argument("--followup-shift", type=_shift, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
+                   help="patient translation in mm, LPS, each at most 20 (default 0,0,0)")
+    f.add_argument("--followup-rotation", type=float, default=0.0,
+                   help="change of stack obliquity about S-I in degrees, at most 10 (default 0)")
+    f.add_argument("--followup-noise-seed", type=int, default=1, help="seed of the follow-up noise (default 1)")
+    f.add_argument("--toh-factor", type=float, default=0.3,
+                   help="TOH hips: peak edema fraction multiplied by this (default 0.3; 0 = resolved)")
+    f.add_argument("--avn-collapse", type=float, default=None, metavar="MM",
+                   help="AVN hips: new collapse depth in mm, segment unchanged (default unchanged)")
+    f.add_argument("--sif-line", choices=("healed", "collapsed"), default="healed",
+                   help="SIF hips: line healed (BME shrinks as TOH) or collapsed (+2 mm collapse)")
     p.set_defaults(func=run_phantom)
 
     s = subparsers.add_parser(
@@ -104,8 +128,18 @@ def run_phantom(args) -> int:
             raise ConfigError(f"unknown HipSpec field(s) for --set: {', '.join(sorted(unknown))}")
         if over[side]:
             spec = dataclasses.replace(spec, **{side: dataclasses.replace(getattr(spec, side), **over[side])})
-    out = write_study(generate_study(spec), args.out, overwrite=args.overwrite)
+    study = generate_study(spec)
+    out = write_study(study, args.out, overwrite=args.overwrite)
     print(f"{out}: right={spec.right.pattern} left={spec.left.pattern} seed={spec.seed}")
+    if args.followup:
+        from bmepipe.phantom import generate_followup
+
+        later = generate_followup(study, days=args.followup_days, shift_lps_mm=args.followup_shift,
+                                  rotation_deg=args.followup_rotation, noise_seed=args.followup_noise_seed,
+                                  toh_bme_factor=args.toh_factor, avn_collapse_mm=args.avn_collapse,
+                                  sif_line=args.sif_line)
+        out2 = write_study(later, args.followup, overwrite=args.overwrite)
+        print(f"{out2}: follow-up after {args.followup_days} days")
     return 0
 
 
