@@ -32,16 +32,11 @@ def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_cen
     tx.SetTranslation(tuple(c1 - c0))
     fixed = sitk.Cast(fixed, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
-    # region of interest: a box around the baseline head, as a mask on the fixed grid
-    idx = np.indices(fixed.GetSize()[::-1]).reshape(3, -1)[::-1].T.astype(float)
-    pts = np.asarray(fixed.GetOrigin()) + (idx * np.asarray(fixed.GetSpacing())) @ np.asarray(
-        fixed.GetDirection()).reshape(3, 3).T
-    inside = np.all(np.abs(pts - c0) <= box_mm, axis=1).reshape(fixed.GetSize()[::-1])
-    mask = sitk.GetImageFromArray(inside.astype(np.uint8))
-    mask.CopyInformation(fixed)
+    # region of interest: the fixed grid cropped to a box around the baseline head (fast at 512 x 512)
+    fixed = _crop(fixed, c0, box_mm)
+    moving = _crop(moving, c1, box_mm + 15.0)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(32)
-    reg.SetMetricFixedMask(mask)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     reg.SetMetricSamplingPercentage(0.25, seed)
     reg.SetInterpolator(sitk.sitkLinear)
@@ -59,6 +54,19 @@ def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_cen
                 "rotation_deg": [float(a) for a in angles], "translation_mm": [float(t) for t in tx.GetTranslation()],
                 "iterations": int(reg.GetOptimizerIteration())}
     return tx, residual
+
+
+def _crop(image, center_lps_mm, half_mm: float):
+    """``image`` cropped to the voxels within ``half_mm`` of ``center_lps_mm`` along every axis."""
+    import itertools
+
+    corners = [image.TransformPhysicalPointToContinuousIndex(tuple(np.asarray(center_lps_mm) + np.multiply(s, half_mm)))
+               for s in itertools.product((-1, 1), repeat=3)]
+    lo = np.clip(np.floor(np.min(corners, axis=0)).astype(int), 0, None)
+    hi = np.minimum(np.ceil(np.max(corners, axis=0)).astype(int) + 1, image.GetSize())
+    if np.any(hi - lo < 4):
+        return image  # head near the edge: use the whole grid
+    return image[int(lo[0]):int(hi[0]), int(lo[1]):int(hi[1]), int(lo[2]):int(hi[2])]
 
 
 def resample_mask(mask: np.ndarray, moving_image, fixed_image, transform) -> np.ndarray:
