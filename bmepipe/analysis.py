@@ -14,7 +14,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -227,13 +226,6 @@ def _series_used(role: str, volume, reason: str) -> dict:
     }
 
 
-def _relative(path: str, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve()))
-    except (ValueError, OSError):
-        return Path(path).name
-
-
 def report_inputs(study: "Study", selection: "SeriesSelection", pseudonym_: Optional[str] = None) -> dict:
     """The ``inputs`` section of report.json: series used and why, series set aside, study pseudonym."""
     used = [_series_used("fluid_sensitive", selection.fluid_sensitive,
@@ -241,8 +233,8 @@ def report_inputs(study: "Study", selection: "SeriesSelection", pseudonym_: Opti
     if selection.t1 is not None:
         used.append(_series_used("t1", selection.t1, selection.reasons.get("t1", selection.t1.meta.sequence_reason)))
     chosen = {id(selection.fluid_sensitive), id(selection.t1)}
-    root = Path(study.root)
-    skipped = [{"path": _relative(s.path, root), "reason": s.reason, "kind": s.kind,
+    # load_study already gives set-aside paths relative to the study folder.
+    skipped = [{"path": s.path, "reason": s.reason, "kind": s.kind,
                 "series_instance_uid": s.series_instance_uid} for s in study.skipped]
     for vol in study.volumes:
         if id(vol) not in chosen:
