@@ -88,6 +88,48 @@ def test_outputs_and_change_maps(pair):
     np.testing.assert_array_equal(resolved | persisted, base_bme)
 
 
+def test_html_panels_labelled_baseline_and_followup_with_dates(pair):
+    root, base, fu, result = pair
+    html = (root / "out" / "compare.html").read_text()
+    # phantom baseline 2026-01-01, follow-up 120 days later
+    assert result.report["studies"]["baseline"]["study_date"] == "2026-01-01"
+    assert result.report["studies"]["followup"]["study_date"] == "2026-05-01"
+    pairs = html.count('<div class="pair">')
+    assert pairs >= 2  # at least one slice per compared hip
+    assert html.count("<figcaption><b>Baseline, 2026-01-01</b>") == pairs
+    assert html.count("<figcaption><b>Follow-up, 2026-05-01</b> (registered onto the baseline grid)") == pairs
+    assert ">T1<" not in html and "T1:" not in html
+
+
+def test_validate_report_recognises_compare_json(pair, tmp_path, capsys):
+    from bmepipe.cli import main
+
+    root, *_ = pair
+    good = root / "out" / "compare.json"
+    assert main(["validate-report", str(good)]) == 0
+    assert capsys.readouterr().out.strip() == f"{good}: ok (compare schema 1.1.0)"
+    broken = json.loads(good.read_text())
+    broken["sides"]["right"]["trajectory"]["label"] = "better"
+    bad = tmp_path / "compare.json"
+    bad.write_text(json.dumps(broken))
+    assert main(["validate-report", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{bad}: $.sides.right") and "\n" not in err
+    # a compare 1.0.0 file (no 'kind') is still recognised by its content and checked against 1.0.0
+    old = json.loads(good.read_text())
+    for key in ("kind", "studies"):
+        old.pop(key)
+    for side in old["sides"].values():
+        side.get("avn", {}).pop("surface_deepening_mm", None)
+    old["schema_version"] = "1.0.0"
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text(json.dumps(old))
+    assert main(["validate-report", str(legacy)]) == 0
+    assert "ok (compare schema 1.0.0)" in capsys.readouterr().out
+    assert main(["validate-report", "--schema", "compare"]) == 0
+    assert json.loads(capsys.readouterr().out)["properties"]["kind"]["const"] == "bmepipe-compare"
+
+
 def test_refuses_followup_older_than_baseline(pair):
     root, *_ = pair
     with pytest.raises(FollowupOrderError, match="earlier"):

@@ -11,9 +11,12 @@ import numpy as np
 
 from bmepipe.errors import DifferentPatientError, FollowupOrderError, InputError
 
-__all__ = ["CompareResult", "CompareParams", "compare", "trajectory", "study_identity", "COMPARE_SCHEMA_VERSION"]
+__all__ = ["CompareResult", "CompareParams", "compare", "trajectory", "study_identity", "check_pair",
+           "COMPARE_SCHEMA_VERSION", "COMPARE_KIND"]
 
-COMPARE_SCHEMA_VERSION = "1.0.0"
+COMPARE_SCHEMA_VERSION = "1.1.0"
+#: Value of the ``kind`` field that tells a compare.json from a report.json.
+COMPARE_KIND = "bmepipe-compare"
 SIDES = ("right", "left")
 CHANGE_MAPS = ("resolved", "persisted", "new")
 
@@ -52,6 +55,8 @@ class CompareResult:
     maps : dict
         ``{side: {'resolved'|'persisted'|'new': bool ndarray}}`` on the baseline fluid-sensitive grid.
     baseline, followup : AnalysisResult
+    transforms : dict
+        ``{side: SimpleITK.Euler3DTransform}`` mapping baseline points to follow-up points.
     outputs : dict of str -> Path
     """
 
@@ -59,6 +64,7 @@ class CompareResult:
     maps: dict
     baseline: Any = None
     followup: Any = None
+    transforms: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
 
     @property
@@ -122,16 +128,30 @@ def trajectory(side: dict, params: CompareParams = CompareParams()) -> tuple[str
     """Trajectory label (``resolving``, ``stable``, ``progressing``, ``new``) of one side and the evidence.
 
     ``side`` holds ``bme.volume_ml``, ``avn.collapse_mm``, ``avn.necrotic_extent_pct`` and
-    ``sif.line_length_mm`` as ``{'then', 'now'}`` pairs.
+    ``sif.line_length_mm`` as ``{'then', 'now'}`` pairs, and optionally ``avn.surface_deepening_mm``
+    (the collapse change measured on the registered pair, :func:`~bmepipe.compare.registration.surface_deepening_mm`),
+    which replaces the difference of the two independent collapse measurements when present.
+
+    Rules, in order: a side with BME below ``min_bme_ml`` then and above it now, and no structural progression,
+    is ``new``; collapse deepened by ``collapse_increase_mm``, a necrotic segment appeared, the subchondral line
+    appeared or grew by ``line_increase_mm``, or BME grew by ``relative_change`` is ``progressing``; BME shrank by
+    ``relative_change`` is ``resolving``; anything else is ``stable``.
     """
     ev = []
     v0, v1 = side["bme"]["volume_ml"]["then"] or 0.0, side["bme"]["volume_ml"]["now"] or 0.0
     c0, c1 = side["avn"]["collapse_mm"]["then"] or 0.0, side["avn"]["collapse_mm"]["now"] or 0.0
+    deepening = side["avn"].get("surface_deepening_mm")
     n0, n1 = side["avn"]["necrotic_extent_pct"]["then"] or 0.0, side["avn"]["necrotic_extent_pct"]["now"] or 0.0
     l0, l1 = side["sif"]["line_length_mm"]["then"] or 0.0, side["sif"]["line_length_mm"]["now"] or 0.0
     rel = (v1 - v0) / v0 if v0 >= params.min_bme_ml else None
     progress = []
-    if c1 - c0 >= params.collapse_increase_mm:
+    if deepening is not None:
+        # measured on the registered pair against the baseline head sphere (see surface_deepening_mm)
+        ev.append({"feature": "surface_deepening_mm", "then": 0.0, "now": deepening,
+                   "threshold": f"+{params.collapse_increase_mm}"})
+        if deepening >= params.collapse_increase_mm:
+            progress.append("collapse deepened")
+    elif c1 - c0 >= params.collapse_increase_mm:
         progress.append("collapse deepened")
         ev.append({"feature": "collapse_mm", "then": c0, "now": c1, "threshold": f"+{params.collapse_increase_mm}"})
     if n0 == 0 and n1 > 0:
@@ -149,6 +169,13 @@ def trajectory(side: dict, params: CompareParams = CompareParams()) -> tuple[str
     if rel is not None and rel <= -params.relative_change:
         return "resolving", ev
     return "stable", ev
+
+
+def _study_entry(analysis, identity: dict) -> dict:
+    """Pseudonym (as in the study's report.json) and ISO study date; no patient identifiers."""
+    d = identity.get("study_date") or ""
+    iso = f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else None
+    return {"pseudonym": _get(analysis.report, "inputs", "study", "pseudonym"), "study_date": iso}
 
 
 def _pair(a, b, *keys, digits=3):
@@ -189,17 +216,17 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
     ------
     DifferentPatientError, FollowupOrderError
     """
-    from .registration import register_hip, resample_mask
+    from .registration import register_hip, resample_mask, surface_deepening_mm
 
     # identity and order first: refusing costs no analysis
     study_a, study_b = _study(baseline), _study(followup)
-    interval = check_pair(study_identity(study_a), study_identity(study_b), force=force,
-                          path=followup if isinstance(followup, (str, Path)) else None)
+    id_a, id_b = study_identity(study_a), study_identity(study_b)
+    interval = check_pair(id_a, id_b, force=force, path=followup if isinstance(followup, (str, Path)) else None)
     a = _analysis(baseline, study_a, config)
     b = _analysis(followup, study_b, config)
     fixed, moving = a.normalized.fluid, b.normalized.fluid
     vox_ml = float(np.prod(fixed.GetSpacing())) / 1000.0
-    sides, maps = {}, {}
+    sides, maps, transforms = {}, {}, {}
     for side in SIDES:
         sa, sb = a.report["sides"][side], b.report["sides"][side]
         ga, gb = a.segmentation.sides.get(side), b.segmentation.sides.get(side)
@@ -210,6 +237,9 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
                            + ("baseline" if sa["status"] != "analysed" else "follow-up")}
             continue
         tx, residual = register_hip(fixed, moving, ga.head_center_lps_mm, gb.head_center_lps_mm)
+        transforms[side] = tx
+        deepening = surface_deepening_mm(ga.surface_points_lps_mm, gb.surface_points_lps_mm, ga.head_center_lps_mm,
+                                         ga.head_radius_mm, tx)
         bme0 = a.masks[side]["bme"]
         bme1 = resample_mask(b.masks[side]["bme"], moving, fixed, tx)
         maps[side] = {"resolved": bme0 & ~bme1, "persisted": bme0 & bme1, "new": bme1 & ~bme0}
@@ -221,7 +251,8 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
                                  for r in (_get(sa, "bme", "fraction") or {})},
                     **{f"{k}_ml": round(float(m.sum()) * vox_ml, 3) for k, m in maps[side].items()}},
             "avn": {"necrotic_extent_pct": _pair(sa, sb, "avn", "necrotic_extent_pct"),
-                    "collapse_mm": _pair(sa, sb, "avn", "collapse_mm")},
+                    "collapse_mm": _pair(sa, sb, "avn", "collapse_mm"),
+                    "surface_deepening_mm": None if deepening is None else round(deepening, 3)},
             "sif": {"line_length_mm": _pair(sa, sb, "sif", "line_length_mm"),
                     "line_thickness_mm": _pair(sa, sb, "sif", "line_thickness_mm")},
             "effusion_ml": _pair(sa, sb, "effusion_ml"),
@@ -233,11 +264,12 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
         label, evidence = trajectory(rec, params)
         rec["trajectory"] = {"label": label, "evidence": evidence}
         sides[side] = rec
-    report = {"schema_version": COMPARE_SCHEMA_VERSION, "interval_days": interval,
+    report = {"schema_version": COMPARE_SCHEMA_VERSION, "kind": COMPARE_KIND, "interval_days": interval,
+              "studies": {"baseline": _study_entry(a, id_a), "followup": _study_entry(b, id_b)},
               "disclaimer": "Research use only: measured change, not a diagnosis.",
               "parameters": {k: getattr(params, k) for k in params.__dataclass_fields__},
               "sides": sides}
-    result = CompareResult(report=report, maps=maps, baseline=a, followup=b)
+    result = CompareResult(report=report, maps=maps, baseline=a, followup=b, transforms=transforms)
     if out_dir is not None:
         from .output import write_compare
 

@@ -15,22 +15,36 @@ from bmepipe.io.atomic import atomic_path, atomic_write_text
 __all__ = ["load_compare_schema", "validate_compare", "write_compare", "render_compare_html"]
 
 
-def load_compare_schema(version: str = "1.0.0") -> dict:
-    """The ``compare.json`` JSON Schema."""
-    text = resources.files("bmepipe.report").joinpath("schemas", f"compare-{version}.json").read_text("utf-8")
+def load_compare_schema(version: str | None = None) -> dict:
+    """The ``compare.json`` JSON Schema (default the current version); :class:`OutputError` if unknown."""
+    from .core import COMPARE_SCHEMA_VERSION
+
+    name = f"compare-{version or COMPARE_SCHEMA_VERSION}.json"
+    try:
+        text = resources.files("bmepipe.report").joinpath("schemas", name).read_text("utf-8")
+    except FileNotFoundError:
+        raise OutputError(f"no compare schema for version {version!r}", name) from None
     return json.loads(text)
 
 
 def validate_compare(report: dict, path=None) -> None:
-    """Raise :class:`OutputError` (JSON path and problem) unless ``report`` follows its schema."""
+    """Raise :class:`OutputError` (JSON path and problem) unless ``report`` follows the schema version it names."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(load_compare_schema(report.get("schema_version", "1.0.0")))
-    errors = sorted(validator.iter_errors(report), key=lambda e: list(e.absolute_path))
+    from bmepipe.report.schema import _check_finite
+
+    if not isinstance(report, dict) or not isinstance(report.get("schema_version", ""), str):
+        raise OutputError("$: compare report must be an object with a string schema_version", path)
+    try:
+        schema = load_compare_schema(report.get("schema_version"))
+    except OutputError:
+        raise OutputError(f"$.schema_version: unknown compare schema version {report.get('schema_version')!r}",
+                          path) from None
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(report))
     if errors:
-        e = errors[0]
-        where = "/".join(map(str, e.absolute_path)) or "(root)"
-        raise OutputError(f"compare report invalid at {where}: {e.message[:200]}", path)
+        err = jsonschema.exceptions.best_match(errors)
+        raise OutputError(f"{err.json_path}: {err.message[:200]}", path)
+    _check_finite(report, "$", path)
 
 
 def _chart(report: dict) -> bytes:
@@ -61,15 +75,21 @@ def _chart(report: dict) -> bytes:
 
 
 def render_compare_html(report: dict, figures=(), chart_png: bytes | None = None) -> str:
-    """One self-contained page: per side measurements then/now, trajectory and evidence, overlays, chart."""
+    """One self-contained page: per side measurements then/now, trajectory and evidence, overlays, chart.
+
+    ``figures`` holds ``(title, baseline Figure, follow-up Figure)`` rows, shown side by side and labelled
+    with each study's date.
+    """
     import base64
 
     e = _html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>bmepipe follow-up comparison</title>',
            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;"
-           "border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>",
+           "border-bottom:1px solid #ddd}img{max-width:100%}.pair{display:flex;gap:8px}.pair figure{flex:1;margin:0}"
+           ".caption{font-size:80%}</style></head><body>",
            "<h1>Follow-up comparison</h1>", f"<p><b>{e(report['disclaimer'])}</b></p>",
-           f"<p>Interval: {e(str(report['interval_days']))} days</p>"]
+           f"<p>{e(_date_label(report, 'baseline'))}; {e(_date_label(report, 'followup'))}; "
+           f"interval: {e(str(report['interval_days']))} days</p>"]
     for side in ("right", "left"):
         s = report["sides"][side]
         out.append(f"<h2>{side} hip</h2>")
@@ -98,38 +118,50 @@ def render_compare_html(report: dict, figures=(), chart_png: bytes | None = None
         out.append('<h2>Over time</h2><img alt="BME volume over time" src="data:image/png;base64,'
                    + base64.b64encode(chart_png).decode("ascii") + '">')
     if figures:
+        then_label, now_label = _date_label(report, "baseline"), _date_label(report, "followup")
         out.append("<h2>Baseline and follow-up (registered) at matching slices</h2>")
-        for fig in figures:
-            out.append(f'<figure><img alt="{e(fig.title)}" src="{fig.data_uri()}"><figcaption>{e(fig.caption)}'
-                       "</figcaption></figure>")
+        for title, f0, f1 in figures:
+            out.append(f'<h3>{e(title)}</h3><div class="pair">')
+            for label, fig, note in ((then_label, f0, ""), (now_label, f1, " (registered onto the baseline grid)")):
+                out.append(f'<figure><figcaption><b>{e(label)}</b>{e(note)}</figcaption><img alt="{e(label)}: '
+                           f'{e(fig.title)}" src="{fig.data_uri()}"></figure>')
+            out.append(f"</div><p class=\"caption\">{e(f0.caption)}</p>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
 def _figures(result) -> list:
-    """Baseline (BME contours) beside the registered follow-up (its BME contours), at the same slices."""
+    """Per compared side: (title, baseline figure, follow-up figure) at the same coronal slices.
+
+    The baseline panel shows the baseline fluid-sensitive image with its BME and femoral head; the follow-up
+    panel the follow-up image resampled onto the baseline grid (that side's registration) with its BME.
+    """
     import SimpleITK as sitk
 
     from bmepipe.report.figures import overlay_figures
 
-    from .registration import register_hip
-
     a, b = result.baseline, result.followup
     fixed = a.normalized.fluid
-    side = next((s for s in ("right", "left") if result.report["sides"][s]["status"] == "compared"), None)
-    if side is None:
-        return []
-    tx, _ = register_hip(fixed, b.normalized.fluid, a.segmentation.sides[side].head_center_lps_mm,
-                         b.segmentation.sides[side].head_center_lps_mm)
-    moved = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(b.normalized.fluid, sitk.sitkFloat32), fixed, tx,
-                                                 sitk.sitkLinear, 0.0))
-    spacing = fixed.GetSpacing()[::-1]
-    masks_now = {s: {"bme": result.maps[s]["persisted"] | result.maps[s]["new"]} for s in result.maps}
-    masks_then = {s: {"bme": a.masks[s]["bme"], "femoral_head": a.masks[s]["femoral_head"]} for s in a.masks}
-    # the follow-up takes the place of the second (T1) panel: same grid, same slices
-    return overlay_figures(sitk.GetArrayFromImage(fixed), moved, {
-        s: {"bme": masks_then[s]["bme"] | masks_now[s]["bme"], "femoral_head": masks_then[s]["femoral_head"]}
-        for s in masks_then}, spacing, direction=fixed.GetDirection())
+    spacing, direction = fixed.GetSpacing()[::-1], fixed.GetDirection()
+    then = sitk.GetArrayFromImage(fixed)
+    rows = []
+    for side, tx in result.transforms.items():
+        moved = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(b.normalized.fluid, sitk.sitkFloat32), fixed, tx,
+                                                     sitk.sitkLinear, 0.0))
+        head = a.masks[side]["femoral_head"]
+        now_bme = result.maps[side]["persisted"] | result.maps[side]["new"]
+        base_figs = overlay_figures(then, None, {side: {"bme": a.masks[side]["bme"], "femoral_head": head}},
+                                    spacing, direction=direction)
+        slices = [f.slice_index for f in base_figs]
+        fu_figs = overlay_figures(moved, None, {side: {"bme": now_bme, "femoral_head": head}}, spacing, slices,
+                                  direction=direction)
+        rows += [(f"{side} hip, {f0.title}", f0, f1) for f0, f1 in zip(base_figs, fu_figs)]
+    return rows
+
+
+def _date_label(report: dict, which: str) -> str:
+    date = ((report.get("studies") or {}).get(which) or {}).get("study_date")
+    return ("Baseline" if which == "baseline" else "Follow-up") + (f", {date}" if date else ", date unknown")
 
 
 def write_compare(result, out_dir) -> dict:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["register_hip", "resample_mask"]
+__all__ = ["register_hip", "resample_mask", "surface_deepening_mm"]
 
 
 def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_center_lps_mm: Sequence[float],
@@ -77,3 +77,63 @@ def resample_mask(mask: np.ndarray, moving_image, fixed_image, transform) -> np.
     img.CopyInformation(moving_image)
     out = sitk.Resample(img, fixed_image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.GetArrayFromImage(out) > 0.5
+
+
+def surface_deepening_mm(base_points_lps_mm, followup_points_lps_mm, head_center_lps_mm, head_radius_mm: float,
+                         transform, half_angle_deg: float = 45.0, neighbours: int = 7) -> Optional[float]:
+    """How far (mm, >= 0) the weight-bearing articular surface moved inwards between baseline and follow-up.
+
+    Measured on the registered pair, in one frame: the follow-up's articular surface points are mapped into
+    baseline space (inverse of ``transform``) and their radial distance from the *baseline* head sphere is
+    compared, direction by direction, with the baseline surface's own radial distance. Two independent sphere
+    fits (one per study) under-measure a new collapse, because the follow-up's robust fit partly follows the
+    dented surface; here the reference is the pre-collapse sphere, placed by the rigid registration of the
+    whole hip region. Both surfaces come from the same edge detector, so its bias cancels in the difference.
+
+    Parameters
+    ----------
+    base_points_lps_mm, followup_points_lps_mm : (N, 3) arrays
+        Articular surface points of each study in its own scanner frame
+        (:attr:`bmepipe.segment.SideSegmentation.surface_points_lps_mm`).
+    head_center_lps_mm, head_radius_mm
+        Baseline head sphere.
+    transform : SimpleITK transform
+        Baseline -> follow-up points (:func:`register_hip`).
+    half_angle_deg : float
+        Weight-bearing cone around +z (superior) from the head centre (regions.md: 45 degrees).
+    neighbours : int
+        Each change is the median over this many nearest surface directions, so a single-ray edge error
+        (band, subchondral line) cannot count as a dent; the same rule as the segmentation's own collapse
+        measure.
+
+    Returns
+    -------
+    float or None
+        Largest inward change in the cone (0 if the surface did not move inwards); None without surface points.
+    """
+    from scipy.spatial import cKDTree
+
+    if base_points_lps_mm is None or followup_points_lps_mm is None:
+        return None
+    c0 = np.asarray(head_center_lps_mm, float)
+    pb = np.asarray(base_points_lps_mm, float)
+    inverse = transform.GetInverse()
+    pf = np.array([inverse.TransformPoint(tuple(map(float, p))) for p in np.asarray(followup_points_lps_mm, float)])
+    if len(pb) < neighbours or len(pf) < neighbours:
+        return None
+
+    def radial(p):
+        d = p - c0
+        r = np.linalg.norm(d, axis=1)
+        return d / np.maximum(r, 1e-9)[:, None], r - float(head_radius_mm)
+
+    ub, db = radial(pb)
+    uf, df = radial(pf)
+    _, nb = cKDTree(ub).query(uf, k=neighbours)
+    change = df - np.median(db[nb], axis=1)  # negative: the follow-up surface lies deeper
+    _, nf = cKDTree(uf).query(uf, k=neighbours)
+    change = np.median(change[nf], axis=1)
+    cone = uf[:, 2] >= np.cos(np.radians(half_angle_deg))
+    if not cone.any():
+        return None
+    return float(max(0.0, -float(np.min(change[cone]))))

@@ -3,6 +3,9 @@
 The schema ships in the package (``bmepipe/report/schemas/report-<version>.json``,
 JSON Schema draft 2020-12). A report names the version it follows in
 ``schema_version``; every report is validated before it is written.
+
+Follow-up comparisons (``compare.json``, :mod:`bmepipe.compare`) have their own schema
+(``schemas/compare-<version>.json``); :func:`validate_document` picks the schema by content.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ __all__ = [
     "DISCLAIMER",
     "load_schema",
     "validate_report",
+    "document_kind",
+    "validate_document",
     "to_jsonable",
     "lookup",
 ]
@@ -107,6 +112,37 @@ def validate_report(report: dict, path: Any = None) -> None:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise OutputError(f"{err.json_path}: {message}{more}", path)
     _check_finite(report, "$", path)
+
+
+def document_kind(doc: Any) -> str:
+    """``'compare'`` for a ``compare.json``, ``'report'`` for anything else (a ``report.json``).
+
+    A compare.json names itself with ``kind: "bmepipe-compare"`` (compare schema >= 1.1.0); compare 1.0.0
+    files, which had no ``kind``, are recognised by ``interval_days`` next to ``sides`` (no report.json has it).
+    """
+    if not isinstance(doc, Mapping):
+        return "report"
+    if doc.get("kind") == "bmepipe-compare" or ("kind" not in doc and "interval_days" in doc and "sides" in doc):
+        return "compare"
+    return "report"
+
+
+def validate_document(doc: Any, path: Any = None) -> str:
+    """Validate a report.json or compare.json against the schema its content names; return the kind.
+
+    Raises
+    ------
+    bmepipe.errors.OutputError
+        One line: the JSON path of the first problem and what is wrong.
+    """
+    kind = document_kind(doc)
+    if kind == "compare":
+        from bmepipe.compare.output import validate_compare
+
+        validate_compare(doc, path)
+    else:
+        validate_report(doc, path)
+    return kind
 
 
 def _check_finite(obj: Any, where: str, path: Any) -> None:
