@@ -26,6 +26,7 @@ Loading writes nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -49,6 +50,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 _ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 _DICOMDIR = "1.2.840.10008.1.3.10"
 _SECONDARY_CAPTURE = ("1.2.840.10008.5.1.4.1.1.7",)
+_MISSING = object()
 _NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")  # implicit / explicit VR little endian
 _LOCALIZER_WORDS = re.compile(r"(localizer|localiser|scout|survey|3[ -]?plane|tri[ -]?pilot|(?<![a-z])loc(?![a-z]))",
                               re.I)
@@ -147,13 +149,13 @@ def _native_pixels(ds, ts) -> Optional[np.ndarray]:
     """Uncompressed little-endian grey pixels read straight from the bytes, as pydicom would return them
     (unused high bits masked, signed values sign-extended); None where pydicom must decode. About 10x faster
     than ``Dataset.pixel_array`` for classic MR slices."""
-    if ts not in _NATIVE_LITTLE_ENDIAN or ds.get("SamplesPerPixel", 1) != 1:
+    if ts not in _NATIVE_LITTLE_ENDIAN or _get(ds, "SamplesPerPixel", 1) != 1:
         return None
-    bits, stored, signed = ds.get("BitsAllocated"), ds.get("BitsStored"), ds.get("PixelRepresentation")
+    bits, stored, signed = _get(ds, "BitsAllocated"), _get(ds, "BitsStored"), _get(ds, "PixelRepresentation")
     if bits not in (8, 16, 32) or not stored or stored > bits or signed not in (0, 1):
         return None
-    frames, rows, cols = int(ds.get("NumberOfFrames", 1) or 1), ds.get("Rows"), ds.get("Columns")
-    data = ds.get("PixelData")
+    frames, rows, cols = int(_get(ds, "NumberOfFrames", 1) or 1), _get(ds, "Rows"), _get(ds, "Columns")
+    data = _get(ds, "PixelData")
     if not rows or not cols or not isinstance(data, bytes) or len(data) < frames * rows * cols * bits // 8:
         return None  # pydicom raises the precise error
     arr = np.frombuffer(data, f"<{'i' if signed else 'u'}{bits // 8}", count=frames * rows * cols)
@@ -192,14 +194,58 @@ def _decode(ds, path: Path, frames: Optional[int] = None):
     return arr
 
 
+# VRs whose value does not depend on the character set or the parent dataset: converted once per distinct raw value.
+_PLAIN_VRS = frozenset(("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "SL", "SS", "SV", "TM", "UI", "UL",
+                        "US", "UV"))
+
+
+@functools.lru_cache(maxsize=None)
+def _tag(keyword: str) -> int:
+    from pydicom.datadict import tag_for_keyword
+
+    return tag_for_keyword(keyword)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_value(tag: int, vr: str, raw: bytes, implicit: bool, little: bool):
+    from pydicom.dataelem import RawDataElement, convert_raw_data_element
+
+    return convert_raw_data_element(RawDataElement(tag, vr, len(raw), raw, 0, implicit, little)).value
+
+
+def _has(ds, keyword: str) -> bool:
+    return ds.get_item(_tag(keyword)) is not None
+
+
+def _get(ds, keyword: str, default=None):
+    """``ds.get(keyword, default)`` for a top-level element, converting plain values once per distinct raw value.
+
+    The files of one series repeat most values byte for byte (orientation, spacing, image type ...), and
+    pydicom's per-element conversion cost as much as parsing the files."""
+    elem = ds.get_item(_tag(keyword))
+    if elem is None:
+        return default
+    if not elem.is_raw:
+        return elem.value  # already converted
+    vr = elem.VR
+    if vr is None:  # implicit VR: the dictionary's, unless ambiguous ("US or SS")
+        from pydicom.datadict import dictionary_VR
+
+        vr = dictionary_VR(elem.tag)
+    if vr not in _PLAIN_VRS:
+        return ds[elem.tag].value
+    return _plain_value(elem.tag, vr, elem.value, elem.is_implicit_VR, elem.is_little_endian)
+
+
 def _find(ds, keyword: str, frame: Optional[int] = None):
     """An attribute from the dataset, or (multi-frame) from the frame's or the shared functional groups."""
-    if keyword in ds:
-        return ds.get(keyword)
+    value = _get(ds, keyword, _MISSING)
+    if value is not _MISSING:
+        return value
     groups = []
-    if frame is not None and "PerFrameFunctionalGroupsSequence" in ds:
+    if frame is not None and _has(ds, "PerFrameFunctionalGroupsSequence"):
         groups.append(ds.PerFrameFunctionalGroupsSequence[frame])
-    if "SharedFunctionalGroupsSequence" in ds:
+    if _has(ds, "SharedFunctionalGroupsSequence"):
         groups.append(ds.SharedFunctionalGroupsSequence[0])
     for group in groups:
         for seq in group:
@@ -219,44 +265,45 @@ def read_slices(path: Path) -> tuple[list[_Slice], Optional[Skipped]]:
         return [], Skipped(str(path), err.message)
     if ds is None:
         return [], None  # not DICOM: counted by the caller
-    sop_class = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
-    if sop_class == _DICOMDIR or "DirectoryRecordSequence" in ds:
+    meta_class = getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+    sop_class = str(_get(ds, "SOPClassUID", "") or meta_class)
+    if sop_class == _DICOMDIR or _has(ds, "DirectoryRecordSequence"):
         return [], Skipped(str(path), "DICOMDIR index (the files it lists are read directly)")
-    if "PixelData" not in ds and "FloatPixelData" not in ds:
-        name = getattr(ds.get("SOPClassUID"), "name", sop_class) or "unknown SOP class"
-        if "Rows" in ds or "Image Storage" in name:  # an image SOP class: incomplete file
-            return [], Skipped(str(path), f"image without pixel data ({name})", ds.get("SeriesInstanceUID"))
-        return [], Skipped(str(path), f"not an image ({name})", ds.get("SeriesInstanceUID"))
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if not _has(ds, "PixelData") and not _has(ds, "FloatPixelData"):
+        name = getattr(_get(ds, "SOPClassUID"), "name", sop_class) or "unknown SOP class"
+        if _has(ds, "Rows") or "Image Storage" in name:  # an image SOP class: incomplete file
+            return [], Skipped(str(path), f"image without pixel data ({name})", _get(ds, "SeriesInstanceUID"))
+        return [], Skipped(str(path), f"not an image ({name})", _get(ds, "SeriesInstanceUID"))
+    n_frames = int(_get(ds, "NumberOfFrames", 1) or 1)
     arr = _decode(ds, path)
     error = arr if isinstance(arr, BmepipeError) else None
     if error is not None and not isinstance(error, MissingDecoderError):
-        return [], Skipped(str(path), error.message, ds.get("SeriesInstanceUID"))
+        return [], Skipped(str(path), error.message, _get(ds, "SeriesInstanceUID"))
     if error is None and arr.shape[0] != n_frames:
         return [], Skipped(str(path), f"pixel data hold {arr.shape[0]} frames, header says {n_frames}")
     out = []
     for f in range(n_frames):
-        frame = f if n_frames > 1 or "PerFrameFunctionalGroupsSequence" in ds else None
+        frame = f if n_frames > 1 or _has(ds, "PerFrameFunctionalGroupsSequence") else None
         iop = _floats(_find(ds, "ImageOrientationPatient", frame) or (), 6)
         ipp = _floats(_find(ds, "ImagePositionPatient", frame) or (), 3)
         spacing = _floats(_find(ds, "PixelSpacing", frame) or (), 2)
         if iop is None or ipp is None or spacing is None or np.any(spacing <= 0):
             return [], Skipped(str(path), "no usable image geometry (ImagePositionPatient / ImageOrientationPatient "
-                               "/ PixelSpacing missing)", ds.get("SeriesInstanceUID"))
+                               "/ PixelSpacing missing)", _get(ds, "SeriesInstanceUID"))
         slope = _num(_find(ds, "RescaleSlope", frame))
         intercept = _num(_find(ds, "RescaleIntercept", frame))
         pixels = None if error is not None else arr[f]
         rescale = (1.0 if slope is None else slope, intercept or 0.0)
         split = {
             "echo": _num(_find(ds, "EffectiveEchoTime", frame) or _find(ds, "EchoTime", frame)),
-            "echo_number": ds.get("EchoNumbers") if frame is None else None,
-            "temporal": _find(ds, "TemporalPositionIndex", frame) or ds.get("TemporalPositionIdentifier"),
-            "image_type": tuple(str(v).upper() for v in (_find(ds, "FrameType", frame) or ds.get("ImageType") or ())),
-            "acquisition": ds.get("AcquisitionNumber") if frame is None else None,
+            "echo_number": _get(ds, "EchoNumbers") if frame is None else None,
+            "temporal": _find(ds, "TemporalPositionIndex", frame) or _get(ds, "TemporalPositionIdentifier"),
+            "image_type": tuple(str(v).upper() for v in (_find(ds, "FrameType", frame) or _get(ds, "ImageType") or ())),
+            "acquisition": _get(ds, "AcquisitionNumber") if frame is None else None,
         }
         out.append(_Slice(str(path), frame, ds, iop, ipp, (float(spacing[0]), float(spacing[1])),
-                          int(ds.Rows), int(ds.Columns), pixels, error, rescale, str(ds.get("SOPInstanceUID", "")),
-                          split))
+                          int(_get(ds, "Rows")), int(_get(ds, "Columns")), pixels, error, rescale,
+                          str(_get(ds, "SOPInstanceUID", "")), split))
     return out, None
 
 
@@ -549,7 +596,7 @@ def _collect(paths: Iterable[Path]) -> tuple[dict[str, list[_Slice]], list[Skipp
         elif not slices:
             non_dicom += 1
         for s in slices:
-            uid = str(s.header.get("SeriesInstanceUID", "") or "")
+            uid = str(_get(s.header, "SeriesInstanceUID", "") or "")
             if not uid:
                 skipped.append(Skipped(s.path, "no SeriesInstanceUID"))
                 break
@@ -643,7 +690,7 @@ def load_series(files: Sequence[PathLike]) -> list[Volume]:
         slices.extend(got)
     if not slices:
         raise NoUsableSeriesError("no images given")
-    uids = {s.header.get("SeriesInstanceUID") for s in slices}
+    uids = {_get(s.header, "SeriesInstanceUID") for s in slices}
     if len(uids) > 1:
         raise InputError(f"files of {len(uids)} different series given to load_series", files[0])
     modality = str(slices[0].header.get("Modality", "") or "")
