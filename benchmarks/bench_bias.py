@@ -41,12 +41,13 @@ from bmepipe.normalize import correct_bias
 METHODS = [
     ("n4_baseline (N4 defaults, shrink 4)", {"method": "n4_baseline"}),
     ("n4 shrink 4 + Otsu mask (reference)", {"method": "n4_baseline", "otsu": True}),
-    ("n4_coarse 6 mm / 8 mm slices (default)", {"method": "n4_coarse"}),
-    ("n4_coarse 6 mm, all slices", {"method": "n4_coarse", "coarse_slice_mm": 0.1}),
+    ("n4_coarse 8 mm / 8 mm slices (default)", {"method": "n4_coarse"}),
+    ("n4_coarse 8 mm, all slices", {"method": "n4_coarse", "coarse_slice_mm": 0.1}),
+    ("n4_coarse 6 mm / 8 mm slices", {"method": "n4_coarse", "coarse_spacing_mm": 6.0}),
     ("n4_coarse 4.5 mm / 8 mm slices", {"method": "n4_coarse", "coarse_spacing_mm": 4.5}),
     ("n4_coarse 9 mm / 8 mm slices", {"method": "n4_coarse", "coarse_spacing_mm": 9.0}),
-    ("n4_coarse 6 mm, 2 levels", {"method": "n4_coarse", "iterations": (50, 50)}),
-    ("n4_coarse 6 mm, 4 levels", {"method": "n4_coarse", "iterations": (50, 50, 50, 50)}),
+    ("n4_coarse 8 mm, 2 levels", {"method": "n4_coarse", "iterations": (50, 50)}),
+    ("n4_coarse 8 mm, 4 levels", {"method": "n4_coarse", "iterations": (50, 50, 50, 50)}),
     ("none", {"method": "none"}),
 ]
 

@@ -140,11 +140,20 @@ class QualityReport:
         return {"passed": bool(self.passed), "flags": [f.to_dict() for f in self.flags]}
 
 
+def _sigma(a: np.ndarray, muscle: np.ndarray, image: sitk.Image, sigma: Optional[float]) -> float:
+    """``sigma`` if the caller measured it already (e.g. standardization did), else measured in muscle."""
+    return noise_sigma_local(a, muscle, image.GetSpacing()[:2]) if sigma is None else float(sigma)
+
+
 def snr_flag(image: sitk.Image, muscle: np.ndarray, body: np.ndarray, name: str = "snr_fluid",
-             min_snr: float = MIN_SNR) -> QCFlag:
-    """SNR of skeletal muscle: noise-bias-free mean / sigma (neighbour differences)."""
+             min_snr: float = MIN_SNR, *, sigma: Optional[float] = None) -> QCFlag:
+    """SNR of skeletal muscle: noise-bias-free mean / sigma (spread around local means).
+
+    ``sigma`` (noise SD per channel, image units), when given, must have been
+    measured in ``muscle`` by :func:`noise_sigma_local`; it saves measuring it again.
+    """
     a = sitk.GetArrayViewFromImage(image)
-    sigma = noise_sigma_local(a, muscle, image.GetSpacing()[:2])
+    sigma = _sigma(a, muscle, image, sigma)
     if not np.isfinite(sigma) or sigma <= 0:
         return QCFlag(name, None, min_snr, None, "SNR not measurable: too little homogeneous muscle")
     snr = rician_mean(a[muscle], sigma) / sigma
@@ -166,19 +175,21 @@ def _fat_ratio(f: np.ndarray, region: np.ndarray, muscle_value: float, sigma: fl
 def fat_suppression_flags(
     fluid: sitk.Image, t1: Optional[sitk.Image], body: np.ndarray, muscle: np.ndarray, *,
     max_ratio: float = FAT_SAT_MAX_RATIO, subcutaneous_depth_mm: float = SUBCUTANEOUS_DEPTH_MM,
+    sigma: Optional[float] = None,
 ) -> list[QCFlag]:
     """Fat-suppression failure (global) and inhomogeneity (worst region); see the module docstring.
 
     Needs ``t1`` (on the fluid-sensitive grid) to find fat: without it both
     flags are returned as not assessable, because suppressed fat, background
     and an unsuppressed-fat "edema" cannot be told apart on one image.
+    ``sigma``: as in :func:`snr_flag`.
     """
     if t1 is None:
         msg = "fat suppression not assessable without a T1 series (fat is located on T1)"
         return [QCFlag("fat_suppression", None, max_ratio, None, msg),
                 QCFlag("fat_suppression_homogeneity", None, max_ratio, None, msg)]
-    f = sitk.GetArrayFromImage(fluid).astype(np.float32)
-    sigma = noise_sigma_local(f, muscle, fluid.GetSpacing()[:2])
+    f = sitk.GetArrayViewFromImage(fluid)
+    sigma = _sigma(f, muscle, fluid, sigma)
     muscle_value = rician_mean(f[muscle], sigma)
     sx, sy, _ = fluid.GetSpacing()
     # depth below the skin, in-plane (slices are thick)
@@ -357,15 +368,17 @@ def lateral_coverage_flag(image: sitk.Image, *, head_offset_mm: float = EXPECTED
 
 
 def ghosting_flag(image: sitk.Image, body: np.ndarray, muscle: np.ndarray, *,
-                  max_fraction: float = MAX_GHOST_FRACTION, gap_mm: float = 20.0) -> QCFlag:
+                  max_fraction: float = MAX_GHOST_FRACTION, gap_mm: float = 20.0,
+                  sigma: Optional[float] = None) -> QCFlag:
     """Ghosting estimate: background signal above the Rayleigh noise floor (see the module docstring).
 
     ``gap_mm`` of background next to the body is skipped (blurring, and nulled
     fat that a fluid-only body mask misses); ghosts spread over the whole
-    phase-encoding line, so they are still seen beyond it.
+    phase-encoding line, so they are still seen beyond it. ``sigma`` as in
+    :func:`snr_flag`.
     """
     a = sitk.GetArrayViewFromImage(image)
-    sigma = noise_sigma_local(a, muscle, image.GetSpacing()[:2])
+    sigma = _sigma(a, muscle, image, sigma)
     muscle_value = rician_mean(a[muscle], sigma)
     gap_voxels = max(1, int(round(gap_mm / min(image.GetSpacing()[:2]))))
     near = np.stack([ndimage.distance_transform_edt(~b) <= gap_voxels if b.any() else b for b in body])
@@ -395,6 +408,8 @@ def assess_quality(
     muscle: Optional[np.ndarray] = None,
     head_centres_mm: Optional[Sequence[Sequence[float]]] = None,
     head_radii_mm: Optional[Sequence[float]] = None,
+    noise_sigma_fluid: Optional[float] = None,
+    noise_sigma_t1: Optional[float] = None,
 ) -> QualityReport:
     """Run every input check on a fluid-sensitive series (and T1 on its grid).
 
@@ -410,6 +425,10 @@ def assess_quality(
         Reference muscle voxels; default :func:`find_reference_tissue`.
     head_centres_mm, head_radii_mm : optional
         Femoral-head spheres (LPS, mm) for the exact coverage check.
+    noise_sigma_fluid, noise_sigma_t1 : float, optional
+        Noise SD per channel (image units) of each series, measured in
+        ``muscle`` by :func:`noise_sigma_local` (standardization already did);
+        measured here when not given.
 
     Returns
     -------
@@ -422,16 +441,18 @@ def assess_quality(
     body_arr = sitk.GetArrayFromImage(body) > 0
     if muscle is None:
         muscle, _ = find_reference_tissue(fluid, t1, body)
-    flags = [snr_flag(fluid, muscle, body_arr, "snr_fluid")]
+    if noise_sigma_fluid is None:
+        noise_sigma_fluid = noise_sigma_local(sitk.GetArrayViewFromImage(fluid), muscle, fluid.GetSpacing()[:2])
+    flags = [snr_flag(fluid, muscle, body_arr, "snr_fluid", sigma=noise_sigma_fluid)]
     if t1 is not None:
-        flags.append(snr_flag(t1, muscle, body_arr, "snr_t1"))
-    flags += fat_suppression_flags(fluid, t1, body_arr, muscle)
+        flags.append(snr_flag(t1, muscle, body_arr, "snr_t1", sigma=noise_sigma_t1))
+    flags += fat_suppression_flags(fluid, t1, body_arr, muscle, sigma=noise_sigma_fluid)
     if head_centres_mm is not None and head_radii_mm is not None:
         flags.append(coverage_flag(fluid, head_centres_mm, head_radii_mm))
     else:
         flags.append(lateral_coverage_flag(t1 if t1 is not None else fluid))
     if t1 is not None:
-        flags.append(ghosting_flag(fluid, body_arr, muscle))
+        flags.append(ghosting_flag(fluid, body_arr, muscle, sigma=noise_sigma_fluid))
     else:  # a STIR-only body mask misses the nulled subcutaneous fat, whose faint signal would read as ghosts
         flags.append(QCFlag("ghosting", None, MAX_GHOST_FRACTION, None,
                             "ghosting not assessable without a T1 series (the body outline is found on T1)"))
