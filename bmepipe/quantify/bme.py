@@ -28,6 +28,25 @@ def _in_plane_sigma(spacing_xyz, sigma_mm: float):
     return (0.0, sigma_mm / spacing_xyz[1], sigma_mm / spacing_xyz[0])
 
 
+def _gaussian_reach(sigma_voxels) -> int:
+    """Voxels a ``gaussian_filter`` (truncate 4) reaches in-plane."""
+    return int(4.0 * max(sigma_voxels) + 0.5)
+
+
+def _box(mask: np.ndarray, pad_in_plane: int, pad_slices: int = 0) -> Optional[tuple]:
+    """Slices of ``mask``'s bounding box, widened by ``pad_in_plane`` and ``pad_slices`` voxels (None if empty).
+
+    Filters whose reach is within the pads give the same values inside the
+    mask as on the whole volume: the hip work happens in a few per cent of a
+    512 x 512 field of view.
+    """
+    found = ndimage.find_objects(mask.astype(np.uint8))
+    if not found or found[0] is None:
+        return None
+    pads = (pad_slices, pad_in_plane, pad_in_plane)
+    return tuple(slice(max(0, s.start - p), s.stop + p) for s, p in zip(found[0], pads))
+
+
 def normal_marrow_levels(fluid: np.ndarray, t1: Optional[np.ndarray], marrow: np.ndarray,
                          params: QuantifyParams) -> tuple[float, Optional[float]]:
     """Normal-appearing marrow levels ``(F_n, T1_n)`` from the femoral marrow of both hips.
@@ -47,14 +66,22 @@ def normal_marrow_levels(fluid: np.ndarray, t1: Optional[np.ndarray], marrow: np
 
 
 def edema_fraction(image: np.ndarray, normal_level: float, edema_level: float, spacing_xyz,
-                   smoothing_mm: float) -> np.ndarray:
+                   smoothing_mm: float, within: Optional[np.ndarray] = None) -> np.ndarray:
     """Edema-equivalent fraction ``(S - normal) / (edema - normal)`` after light in-plane smoothing.
 
     For T1 pass the levels the other way round (edema darker than fat): the
-    formula is the same.
+    formula is the same. With ``within`` (bool mask), the fraction is computed
+    only in that mask's bounding box (exactly as on the whole image) and is 0
+    elsewhere: several times faster when only marrow voxels are used.
     """
-    s = ndimage.gaussian_filter(np.asarray(image, np.float32), _in_plane_sigma(spacing_xyz, smoothing_mm)) \
-        if smoothing_mm > 0 else np.asarray(image, np.float32)
+    image = np.asarray(image, np.float32)
+    sigma = _in_plane_sigma(spacing_xyz, smoothing_mm)
+    box = None if within is None else _box(within, _gaussian_reach(sigma) + 1)
+    if box is not None:
+        out = np.zeros(image.shape, np.float32)
+        out[box] = edema_fraction(image[box], normal_level, edema_level, spacing_xyz, smoothing_mm)
+        return out
+    s = ndimage.gaussian_filter(image, sigma) if smoothing_mm > 0 else image
     return (s - np.float32(normal_level)) / np.float32(edema_level - normal_level)
 
 
@@ -83,11 +110,16 @@ def _margin_width_mm(fluid: np.ndarray, mask: np.ndarray, marrow: np.ndarray, no
     ``W = 1.1 A / g``; ill-defined TOH margins give widths of 10-20 mm, the
     sharply bordered necrotic segment a few mm (clinical.md section 2).
     """
+    sigma = _in_plane_sigma(spacing_xyz, 1.0)
+    box = _box(mask, _gaussian_reach(sigma) + 4, 1)  # + sobel's 1 (it also smooths across slices) + erosions' 3
+    if box is None:
+        return None
+    fluid, mask, marrow = fluid[box], mask[box], marrow[box]
     edge = mask & ~ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3), bool))
     edge &= ndimage.binary_erosion(marrow, structure=np.ones((1, 3, 3), bool), iterations=2)  # not at the cortex
     if edge.sum() < 5:
         return None
-    s = ndimage.gaussian_filter(fluid.astype(np.float32), _in_plane_sigma(spacing_xyz, 1.0))
+    s = ndimage.gaussian_filter(fluid.astype(np.float32), sigma)
     gy = ndimage.sobel(s, axis=1) / (8.0 * spacing_xyz[1])
     gx = ndimage.sobel(s, axis=2) / (8.0 * spacing_xyz[0])
     g = float(np.median(np.hypot(gx, gy)[edge]))

@@ -87,10 +87,10 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
     f_fl, fl_how = _ratio("fluid", fluid_protocol, params.effusion_pv_factor, params.effusion_signal)
     e_f = e_t = None
     if t1 is not None and t_n is not None and t_n > t_ed:
-        e_t = edema_fraction(t1, t_n, t_ed, spacing, params.bme_smoothing_mm)
+        e_t = edema_fraction(t1, t_n, t_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
     bme_from = "fluid-sensitive signal, T1-supported" if e_t is not None else "fluid-sensitive signal"
     if np.isfinite(f_n) and f_ed - f_n >= params.min_edema_contrast:
-        e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm)
+        e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
     elif e_t is not None:
         # normal marrow nearly as bright as edema: failed fat suppression; measure on T1 alone
         e_f = e_t * np.float32(params.bme_edema_fraction / params.t1_only_edema_fraction)
