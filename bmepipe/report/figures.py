@@ -134,7 +134,8 @@ def choose_slices(masks_view: Mapping[str, Mapping[str, np.ndarray]], n_slices: 
 
 
 def _window(volume: np.ndarray) -> tuple[float, float]:
-    finite = volume[np.isfinite(volume)]
+    sample = volume.ravel()[:: max(1, volume.size // 1_000_000)]  # a million voxels fix the window
+    finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(finite, [1.0, 99.5])
@@ -159,20 +160,26 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
     FigureCanvasAgg(fig)
     extent = (0.0, width_mm, height_mm, 0.0)
     outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]  # letters readable on bright marrow
+    # Contours (mm) once per structure, traced on the mask's bounding box only: the same on every panel.
+    contours = []
+    for structure in OVERLAY_STRUCTURES:
+        for side in SIDES:
+            mask = masks_view.get(side, {}).get(structure)
+            if mask is None or not mask[index].any():
+                continue
+            rows_any, cols_any = np.flatnonzero(mask[index].any(axis=1)), np.flatnonzero(mask[index].any(axis=0))
+            r0, c0 = rows_any[0], cols_any[0]
+            padded = np.pad(mask[index, r0 : rows_any[-1] + 1, c0 : cols_any[-1] + 1].astype(np.float32), 1)
+            for contour in find_contours(padded, 0.5):
+                y = (contour[:, 0] + r0 - 1 + 0.5) * spacing[1]
+                x = (contour[:, 1] + c0 - 1 + 0.5) * spacing[2]
+                contours.append((structure, x, y))
     for p, (name, volume, window) in enumerate(panels):
         ax = fig.add_axes((p / len(panels), bottom / total_h, 1.0 / len(panels), panel_h / total_h))
         ax.imshow(volume[index], cmap="gray", vmin=window[0], vmax=window[1], extent=extent,
                   interpolation="nearest", aspect="equal")
-        for structure in OVERLAY_STRUCTURES:
-            for side in SIDES:
-                mask = masks_view.get(side, {}).get(structure)
-                if mask is None or not mask[index].any():
-                    continue
-                padded = np.pad(mask[index].astype(np.float32), 1)
-                for contour in find_contours(padded, 0.5):
-                    y = (contour[:, 0] - 1 + 0.5) * spacing[1]
-                    x = (contour[:, 1] - 1 + 0.5) * spacing[2]
-                    ax.plot(x, y, color=STRUCTURE_COLORS[structure], linewidth=_LINE_WIDTH.get(structure, 1.0))
+        for structure, x, y in contours:
+            ax.plot(x, y, color=STRUCTURE_COLORS[structure], linewidth=_LINE_WIDTH.get(structure, 1.0))
         ax.set_xlim(0, width_mm)
         ax.set_ylim(height_mm, 0)
         ax.set_axis_off()
