@@ -222,6 +222,30 @@ def _new_figure(width_in: float, height_in: float):
     return fig
 
 
+def _show_figures_in_kernel() -> None:
+    """Let a Jupyter kernel display bare matplotlib Figures as PNG.
+
+    IPython does so only after ``%matplotlib inline`` or a pyplot import; figures
+    made without pyplot (as here) would otherwise show as ``<Figure size ...>``.
+    """
+    if not in_kernel():
+        return
+    from IPython import get_ipython
+    from matplotlib.figure import Figure
+
+    formatter = get_ipython().display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(Figure)
+    except KeyError:
+        formatter.for_type(Figure, _figure_png)
+
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor="white", metadata={"Software": None})
+    return buf.getvalue()
+
+
 def _default_slices(views: _Views, max_slices: int) -> list[int]:
     n = views.n_slices
     if any(m.any() for per in views.masks.values() for m in per.values()):
@@ -300,6 +324,7 @@ def slice_figure(
     fig.suptitle(f"{views.title}  (coronal, patient right on image left)".strip(), fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.55 / fig.get_figheight(),
                         bottom=legend_h / fig.get_figheight(), wspace=0.03, hspace=0.12)
+    _show_figures_in_kernel()
     return fig
 
 
@@ -310,9 +335,7 @@ def _png(views: _Views, sequence: str, index: int, overlays: Sequence[str], wind
     ax = fig.add_axes((0.0, 0.5 / fig.get_figheight(), 1.0, 1 - 0.8 / fig.get_figheight()))
     _draw(ax, views, sequence, index, overlays, windows)
     _legend(fig, overlays)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white", metadata={"Software": None})
-    return buf.getvalue()
+    return _figure_png(fig)
 
 
 def slice_viewer(
