@@ -5,7 +5,13 @@ Issue 11 target: compare (both analyses, per-hip registration, change maps, no o
 2x the time of one analyze. Also reported per pair: head-centre registration error against the phantom truth,
 BME change error relative to the baseline volume and the trajectory label against the expected one.
 
+Trajectory accuracy (``--trajectory-pairs N``, 2 hips per pair): phantom pairs from tests/compare_cases.py, which
+cycle through TOH resolving, AVN stable, AVN with new collapse (0 -> 3 mm), SIF healed, normal stable and new BME,
+with a random pose (shift, rotation about S-I) per pair; held-out seeds 6401 onwards (never used while developing
+the trajectory rules). Reports the % of hips whose label matches the phantom's evolution, per scenario.
+
     python benchmarks/bench_compare.py --pairs 2 --repeats 3 --json bench_compare.json
+    python benchmarks/bench_compare.py --pairs 0 --trajectory-pairs 12 --traj-matrix 256 --traj-slices 24
 """
 
 from __future__ import annotations
@@ -46,11 +52,14 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--trajectory-pairs", type=int, default=10, help="pairs for the trajectory accuracy (0: skip)")
+    ap.add_argument("--traj-matrix", type=int, default=256)
+    ap.add_argument("--traj-slices", type=int, default=24)
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for seed in range(args.pairs):
+        for seed in range(args.pairs):  # timing pairs (0 to skip)
             base, fu = _pair(1000 + seed, root)
             sb, sf = load_study(root / f"b{1000 + seed}"), load_study(root / f"f{1000 + seed}")
             t_an, t_cmp, result = [], [], None
@@ -89,9 +98,49 @@ def main(argv=None) -> int:
                "max_head_error_mm": max((r["head_error_mm"] for r in ok), default=None),
                "max_ratio": max((r["ratio"] for r in ok), default=None), "target_ratio": 2.0}
     print(summary)
+    traj_rows = _trajectory_accuracy(args.trajectory_pairs, args.traj_matrix, args.traj_slices)
+    if traj_rows:
+        print("\nscenario | side | expected | trajectory | bme_ml then/now | truth_bme_ml | surface_deepening_mm")
+        for r in traj_rows:
+            print(" | ".join(str(r.get(k)) for k in ("scenario", "side", "expected", "trajectory", "bme_ml",
+                                                      "truth_bme_ml", "surface_deepening_mm")))
+        per = {}
+        for r in traj_rows:
+            per.setdefault(r["scenario"], []).append(r["trajectory"] == r["expected"])
+        summary["trajectory_hips"] = len(traj_rows)
+        summary["trajectory_correct_pct"] = round(100.0 * np.mean([r["trajectory"] == r["expected"]
+                                                                   for r in traj_rows]), 1)
+        summary["trajectory_correct_pct_by_scenario"] = {k: round(100.0 * np.mean(v), 1) for k, v in per.items()}
+        print({k: v for k, v in summary.items() if k.startswith("trajectory_")})
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"rows": rows, "trajectory_rows": traj_rows, "summary": summary},
+                                              indent=2) + "\n")
     return 0
+
+
+def _trajectory_accuracy(n_pairs: int, matrix: int, slices: int) -> list:
+    """Trajectory label per hip on ``n_pairs`` phantom pairs (tests/compare_cases.py), seeds 6401 onwards."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from compare_cases import PAIRS, make_pair, trajectory_rows
+
+    from bmepipe.compare import compare
+    from bmepipe.phantom import AcquisitionSpec, write_study
+
+    acq = AcquisitionSpec(matrix=matrix, acquired_matrix=(min(matrix, 256),) * 2, slices=slices)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(n_pairs):
+            right, left = PAIRS[k % len(PAIRS)]
+            base, fu, expected = make_pair(6401 + k, right, left, acq)
+            root = Path(tmp) / str(k)
+            write_study(base, root / "a")
+            write_study(fu, root / "b")
+            result = compare(root / "a", root / "b")
+            out += [{"pair": k, **r} for r in trajectory_rows(result, base, fu, expected, {"right": right, "left": left})]
+    return out
 
 
 if __name__ == "__main__":

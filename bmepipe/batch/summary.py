@@ -1,5 +1,8 @@
 """The cohort table: one row per study side, rebuilt from the study folders on disk.
 
+When a patient has several studies, :func:`write_summary` also writes the longitudinal table
+(``longitudinal.csv`` / ``.parquet``, :mod:`bmepipe.batch.longitudinal`).
+
 Never from a run's memory: the table after an interrupted-and-resumed batch is
 the same as after an uninterrupted one. Columns (units in the names):
 
@@ -196,4 +199,14 @@ def write_summary(df: "pd.DataFrame", out: PathLike) -> tuple[Path, Path]:
     csv_path = atomic_write_text(out / "summary.csv", df.to_csv(index=False, lineterminator="\n"))
     with atomic_path(out / "summary.parquet") as tmp:
         df.to_parquet(tmp, index=False, engine="pyarrow")
+    _write_longitudinal(df, out)
     return csv_path, out / "summary.parquet"
+
+
+def _write_longitudinal(df: "pd.DataFrame", out: Path) -> None:
+    """Also ``longitudinal.csv``/``.parquet`` when a patient has several studies (:mod:`.longitudinal`)."""
+    studies = df.drop_duplicates("study") if "study" in df else df.iloc[:0]
+    if "patient" in studies and (studies["patient"].dropna().value_counts() > 1).any():
+        from .longitudinal import build_longitudinal, write_longitudinal
+
+        write_longitudinal(build_longitudinal(out, study_ids=studies["study"]), out)

@@ -6,10 +6,11 @@
 'resolving'
 """
 
-from .core import (COMPARE_SCHEMA_VERSION, CompareParams, CompareResult, check_pair, compare, study_identity,
-                   trajectory)
+from .core import (COMPARE_KIND, COMPARE_SCHEMA_VERSION, CompareParams, CompareResult, StudyOutputs, check_pair,
+                   compare, compare_outputs, study_identity, trajectory)
 from .output import load_compare_schema, validate_compare, write_compare
-from .registration import register_hip, resample_mask
+from .registration import label_image, register_hip, resample_mask, surface_deepening_mm
 
-__all__ = ["COMPARE_SCHEMA_VERSION", "CompareParams", "CompareResult", "check_pair", "compare", "study_identity",
-           "trajectory", "load_compare_schema", "validate_compare", "write_compare", "register_hip", "resample_mask"]
+__all__ = ["COMPARE_KIND", "COMPARE_SCHEMA_VERSION", "CompareParams", "CompareResult", "StudyOutputs", "check_pair",
+           "compare", "compare_outputs", "study_identity", "trajectory", "load_compare_schema", "validate_compare",
+           "write_compare", "label_image", "register_hip", "resample_mask", "surface_deepening_mm"]

@@ -11,7 +11,8 @@ import numpy as np
 
 from bmepipe.errors import DifferentPatientError, FollowupOrderError, InputError
 
-__all__ = ["CompareResult", "CompareParams", "compare", "trajectory", "study_identity", "check_pair",
+__all__ = ["CompareResult", "CompareParams", "StudyOutputs", "compare", "compare_outputs", "trajectory",
+           "study_identity", "check_pair",
            "COMPARE_SCHEMA_VERSION", "COMPARE_KIND"]
 
 COMPARE_SCHEMA_VERSION = "1.1.0"
@@ -19,6 +20,8 @@ COMPARE_SCHEMA_VERSION = "1.1.0"
 COMPARE_KIND = "bmepipe-compare"
 SIDES = ("right", "left")
 CHANGE_MAPS = ("resolved", "persisted", "new")
+#: Follow-up pattern labels under which a new or grown subchondral line counts as progression.
+LINE_PATTERNS = ("sif_like", "avn_like")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,9 @@ class CompareParams:
     Parameters
     ----------
     min_bme_ml : float
-        BME below this volume counts as none (so ``new`` means none then, some now).
+        BME below this volume counts as none (so ``new`` means none then, some now). 2 ml: issue 11 states
+        the pipeline's BME volume accuracy (change within 15 %) only above 2 ml; smaller volumes are not
+        measured reliably enough to call new or resolving edema.
     relative_change : float
         Relative BME change beyond which BME counts as shrinking or growing (0.3 = 30 %).
     collapse_increase_mm : float
@@ -38,7 +43,7 @@ class CompareParams:
         Lengthening of the subchondral line that counts as grown.
     """
 
-    min_bme_ml: float = 0.5
+    min_bme_ml: float = 2.0
     relative_change: float = 0.3
     collapse_increase_mm: float = 1.0
     line_increase_mm: float = 3.0
@@ -57,6 +62,8 @@ class CompareResult:
     baseline, followup : AnalysisResult
     transforms : dict
         ``{side: SimpleITK.Euler3DTransform}`` mapping baseline points to follow-up points.
+    reference : SimpleITK.Image, optional
+        The baseline grid when there is no baseline analysis (:func:`compare_outputs`).
     outputs : dict of str -> Path
     """
 
@@ -66,6 +73,12 @@ class CompareResult:
     followup: Any = None
     transforms: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    reference: Any = None
+
+    @property
+    def grid(self):
+        """SimpleITK image whose grid the change maps are on (the baseline fluid-sensitive grid)."""
+        return self.reference if self.reference is not None else self.baseline.normalized.fluid
 
     @property
     def sides(self) -> dict:
@@ -135,7 +148,8 @@ def trajectory(side: dict, params: CompareParams = CompareParams()) -> tuple[str
     Rules, in order: a side with BME below ``min_bme_ml`` then and above it now, and no structural progression,
     is ``new``; collapse deepened by ``collapse_increase_mm``, a necrotic segment appeared, the subchondral line
     appeared or grew by ``line_increase_mm``, or BME grew by ``relative_change`` is ``progressing``; BME shrank by
-    ``relative_change`` is ``resolving``; anything else is ``stable``.
+    ``relative_change`` is ``resolving``; anything else is ``stable``. A line counts only when the follow-up's
+    pattern label is in :data:`LINE_PATTERNS` (it is listed in the evidence either way).
     """
     ev = []
     v0, v1 = side["bme"]["volume_ml"]["then"] or 0.0, side["bme"]["volume_ml"]["now"] or 0.0
@@ -158,8 +172,14 @@ def trajectory(side: dict, params: CompareParams = CompareParams()) -> tuple[str
         progress.append("new necrotic segment")
         ev.append({"feature": "necrotic_extent_pct", "then": n0, "now": n1, "threshold": "> 0"})
     if l1 - l0 >= params.line_increase_mm:
-        progress.append("subchondral line new or grown")
-        ev.append({"feature": "line_length_mm", "then": l0, "now": l1, "threshold": f"+{params.line_increase_mm}"})
+        # a line counts where the follow-up's pattern assessment takes it as a finding (fracture line of SIF,
+        # or of a necrotic segment); next to diffuse edema called toh_like it is not evidence of progression
+        credible = (_get(side, "pattern", "now") or "") in LINE_PATTERNS
+        if credible:
+            progress.append("subchondral line new or grown")
+        ev.append({"feature": "line_length_mm", "then": l0, "now": l1,
+                   "threshold": f"+{params.line_increase_mm}" + ("" if credible else
+                                                                  " (not counted: follow-up pattern not sif/avn)")})
     ev.append({"feature": "bme_volume_ml", "then": v0, "now": v1,
                "threshold": f"{params.min_bme_ml} ml present; {params.relative_change:+.0%} relative"})
     if v0 < params.min_bme_ml and v1 >= params.min_bme_ml and not progress:
@@ -171,11 +191,11 @@ def trajectory(side: dict, params: CompareParams = CompareParams()) -> tuple[str
     return "stable", ev
 
 
-def _study_entry(analysis, identity: dict) -> dict:
-    """Pseudonym (as in the study's report.json) and ISO study date; no patient identifiers."""
-    d = identity.get("study_date") or ""
+def _study_entry(report: dict, study_date: Optional[str]) -> dict:
+    """Pseudonym (as in the study's report.json) and ISO study date (from DICOM ``YYYYMMDD``); no identifiers."""
+    d = study_date or ""
     iso = f"{d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else None
-    return {"pseudonym": _get(analysis.report, "inputs", "study", "pseudonym"), "study_date": iso}
+    return {"pseudonym": _get(report, "inputs", "study", "pseudonym"), "study_date": iso}
 
 
 def _pair(a, b, *keys, digits=3):
@@ -199,53 +219,45 @@ def _analysis(source, study, config):
     return source if isinstance(source, AnalysisResult) else analyze(study, None, config=config)
 
 
-def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], out_dir=None, *,
-            force: bool = False, config=None, params: CompareParams = CompareParams()) -> CompareResult:
-    """Measure how each hip changed between a baseline and a follow-up study of the same patient.
+def _side_failed(sa: dict, sb: dict) -> Optional[dict]:
+    for s, which in ((sa, "baseline"), (sb, "follow-up")):
+        if not isinstance(s, dict) or s.get("status") != "analysed":
+            return {"status": "failed", "reason": f"side not analysed in {which}"}
+    return None
 
-    Parameters
-    ----------
-    baseline, followup : path, Study or AnalysisResult
-        Study folders, loaded studies, or existing analyses (reused, not recomputed).
-    out_dir : path, optional
-        Writes ``compare.json``, ``compare.html`` and ``labels/<side>_bme_{resolved,persisted,new}.nii.gz``.
-    force : bool
-        Compare even when the patient identifiers differ.
 
-    Raises
-    ------
-    DifferentPatientError, FollowupOrderError
+def _compare_sides(report_a: dict, report_b: dict, hips_a: dict, hips_b: dict, fixed, moving, masks_a: dict,
+                   masks_b: dict, params: CompareParams, method: str):
+    """Per side: registration, BME change maps, then/now measurements and trajectory.
+
+    ``hips_*`` are ``{side: {'center', 'radius', 'surface'}}`` (surface points may be None), ``fixed`` and
+    ``moving`` the images registered (baseline and follow-up grids), ``masks_*`` ``{side: {'bme': array}}``.
     """
     from .registration import register_hip, resample_mask, surface_deepening_mm
 
-    # identity and order first: refusing costs no analysis
-    study_a, study_b = _study(baseline), _study(followup)
-    id_a, id_b = study_identity(study_a), study_identity(study_b)
-    interval = check_pair(id_a, id_b, force=force, path=followup if isinstance(followup, (str, Path)) else None)
-    a = _analysis(baseline, study_a, config)
-    b = _analysis(followup, study_b, config)
-    fixed, moving = a.normalized.fluid, b.normalized.fluid
     vox_ml = float(np.prod(fixed.GetSpacing())) / 1000.0
     sides, maps, transforms = {}, {}, {}
     for side in SIDES:
-        sa, sb = a.report["sides"][side], b.report["sides"][side]
-        ga, gb = a.segmentation.sides.get(side), b.segmentation.sides.get(side)
+        sa, sb = _get(report_a, "sides", side), _get(report_b, "sides", side)
+        ha, hb = hips_a.get(side) or {}, hips_b.get(side) or {}
         empty = np.zeros(fixed.GetSize()[::-1], dtype=bool)
         maps[side] = {k: empty for k in CHANGE_MAPS}
-        if sa["status"] != "analysed" or sb["status"] != "analysed" or ga is None or gb is None:
-            sides[side] = {"status": "failed", "reason": "side not analysed in "
-                           + ("baseline" if sa["status"] != "analysed" else "follow-up")}
+        failed = _side_failed(sa, sb)
+        if failed is None and (ha.get("center") is None or hb.get("center") is None):
+            failed = {"status": "failed", "reason": "no femoral head centre to register from"}
+        if failed is not None:
+            sides[side] = failed
             continue
-        tx, residual = register_hip(fixed, moving, ga.head_center_lps_mm, gb.head_center_lps_mm)
+        tx, residual = register_hip(fixed, moving, ha["center"], hb["center"])
         transforms[side] = tx
-        deepening = surface_deepening_mm(ga.surface_points_lps_mm, gb.surface_points_lps_mm, ga.head_center_lps_mm,
-                                         ga.head_radius_mm, tx)
-        bme0 = a.masks[side]["bme"]
-        bme1 = resample_mask(b.masks[side]["bme"], moving, fixed, tx)
+        deepening = surface_deepening_mm(ha.get("surface"), hb.get("surface"), ha["center"], ha["radius"], tx)
+        bme0 = np.asarray(masks_a[side]["bme"], bool)
+        bme1 = resample_mask(masks_b[side]["bme"], moving, fixed, tx)
         maps[side] = {"resolved": bme0 & ~bme1, "persisted": bme0 & bme1, "new": bme1 & ~bme0}
+        registration = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in residual.items()}
         rec = {
             "status": "compared",
-            "registration": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in residual.items()},
+            "registration": {**registration, "method": method},
             "bme": {"volume_ml": _pair(sa, sb, "bme", "volume_ml"),
                     "fraction": {r: _pair(sa, sb, "bme", "fraction", r)
                                  for r in (_get(sa, "bme", "fraction") or {})},
@@ -264,12 +276,111 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
         label, evidence = trajectory(rec, params)
         rec["trajectory"] = {"label": label, "evidence": evidence}
         sides[side] = rec
-    report = {"schema_version": COMPARE_SCHEMA_VERSION, "kind": COMPARE_KIND, "interval_days": interval,
-              "studies": {"baseline": _study_entry(a, id_a), "followup": _study_entry(b, id_b)},
-              "disclaimer": "Research use only: measured change, not a diagnosis.",
-              "parameters": {k: getattr(params, k) for k in params.__dataclass_fields__},
-              "sides": sides}
+    return sides, maps, transforms
+
+
+def _report(interval, studies: dict, params: CompareParams, sides: dict) -> dict:
+    return {"schema_version": COMPARE_SCHEMA_VERSION, "kind": COMPARE_KIND, "interval_days": interval,
+            "studies": studies, "disclaimer": "Research use only: measured change, not a diagnosis.",
+            "parameters": {k: getattr(params, k) for k in params.__dataclass_fields__}, "sides": sides}
+
+
+def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], out_dir=None, *,
+            force: bool = False, config=None, params: CompareParams = CompareParams()) -> CompareResult:
+    """Measure how each hip changed between a baseline and a follow-up study of the same patient.
+
+    Parameters
+    ----------
+    baseline, followup : path, Study or AnalysisResult
+        Study folders, loaded studies, or existing analyses (reused, not recomputed).
+    out_dir : path, optional
+        Writes ``compare.json``, ``compare.html`` and ``labels/<side>_bme_{resolved,persisted,new}.nii.gz``.
+    force : bool
+        Compare even when the patient identifiers differ.
+
+    Raises
+    ------
+    DifferentPatientError, FollowupOrderError
+    """
+    # identity and order first: refusing costs no analysis
+    study_a, study_b = _study(baseline), _study(followup)
+    id_a, id_b = study_identity(study_a), study_identity(study_b)
+    interval = check_pair(id_a, id_b, force=force, path=followup if isinstance(followup, (str, Path)) else None)
+    a = _analysis(baseline, study_a, config)
+    b = _analysis(followup, study_b, config)
+
+    def hips(analysis):
+        return {side: {"center": g.head_center_lps_mm, "radius": g.head_radius_mm,
+                       "surface": g.surface_points_lps_mm} for side, g in analysis.segmentation.sides.items()}
+
+    sides, maps, transforms = _compare_sides(a.report, b.report, hips(a), hips(b), a.normalized.fluid,
+                                             b.normalized.fluid, a.masks, b.masks, params, "fluid-sensitive images")
+    report = _report(interval, {"baseline": _study_entry(a.report, id_a.get("study_date")),
+                                "followup": _study_entry(b.report, id_b.get("study_date"))}, params, sides)
     result = CompareResult(report=report, maps=maps, baseline=a, followup=b, transforms=transforms)
+    if out_dir is not None:
+        from .output import write_compare
+
+        result.outputs = write_compare(result, out_dir)
+    return result
+
+
+@dataclass
+class StudyOutputs:
+    """What ``bmepipe analyze`` left on disk for one study, read back (see ``bmepipe.batch.longitudinal``).
+
+    Attributes
+    ----------
+    report : dict
+        The study's ``report.json``.
+    labels : dict
+        ``{side: {structure: bool ndarray [slice, row, column]}}`` from ``labels/<side>_<structure>.nii.gz``.
+    reference : SimpleITK.Image
+        An image on the label maps' grid (geometry only is used).
+    study_date : str, optional
+        DICOM ``YYYYMMDD``.
+    """
+
+    report: dict
+    labels: dict
+    reference: Any
+    study_date: Optional[str] = None
+
+
+def compare_outputs(baseline: StudyOutputs, followup: StudyOutputs, out_dir=None, *,
+                    params: CompareParams = CompareParams()) -> CompareResult:
+    """Compare two studies from their analysis outputs (report.json and label maps), without the images.
+
+    The rigid registration per hip runs on images built from the bone label maps (femoral head, neck,
+    intertrochanteric region, shaft, acetabulum; :func:`~bmepipe.compare.registration.label_image`),
+    initialised from the report's head centres; BME is left out so that its change cannot pull the registration.
+    The segmentation's surface points are not saved, so ``avn.surface_deepening_mm`` is null here and the
+    trajectory uses the difference of the two reported collapse depths. The order and interval come from
+    the study dates; identity checks are the caller's (the batch groups studies by patient pseudonym).
+
+    Raises
+    ------
+    FollowupOrderError
+        The follow-up's study date is before the baseline's.
+    """
+    from .registration import label_image
+
+    interval = check_pair({"study_date": baseline.study_date or ""}, {"study_date": followup.study_date or ""},
+                          force=True)
+    fixed = label_image(baseline.labels, baseline.reference)
+    moving = label_image(followup.labels, followup.reference)
+
+    def hips(outputs):
+        return {side: {"center": _get(outputs.report, "sides", side, "femoral_head", "center_lps_mm"),
+                       "radius": _get(outputs.report, "sides", side, "femoral_head", "radius_mm"), "surface": None}
+                for side in SIDES}
+
+    sides, maps, transforms = _compare_sides(baseline.report, followup.report, hips(baseline), hips(followup),
+                                             fixed, moving, baseline.labels, followup.labels, params,
+                                             "bone label maps")
+    report = _report(interval, {"baseline": _study_entry(baseline.report, baseline.study_date),
+                                "followup": _study_entry(followup.report, followup.study_date)}, params, sides)
+    result = CompareResult(report=report, maps=maps, transforms=transforms, reference=baseline.reference)
     if out_dir is not None:
         from .output import write_compare
 

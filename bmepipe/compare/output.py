@@ -174,7 +174,7 @@ def write_compare(result, out_dir) -> dict:
     report = to_jsonable(result.report)
     validate_compare(report, out / "compare.json")
     written = {}
-    fixed = result.baseline.normalized.fluid
+    fixed = result.grid
     for side, maps in result.maps.items():
         for kind, mask in maps.items():
             path = out / "labels" / f"{side}_bme_{kind}.nii.gz"
@@ -187,7 +187,8 @@ def write_compare(result, out_dir) -> dict:
             except (OSError, RuntimeError) as exc:
                 raise OutputError(f"cannot write change map ({exc})", path) from exc
             written[f"{side}_bme_{kind}"] = path
-    html = render_compare_html(report, _figures(result), _chart(report))
+    figures = _figures(result) if result.baseline is not None and result.followup is not None else []
+    html = render_compare_html(report, figures, _chart(report))
     written["html"] = atomic_write_text(out / "compare.html", html)
     text = json.dumps(report, sort_keys=True, indent=2, allow_nan=False) + "\n"
     written["json"] = atomic_write_text(out / "compare.json", text)  # last: its presence means complete

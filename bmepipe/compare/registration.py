@@ -6,7 +6,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["register_hip", "resample_mask", "surface_deepening_mm"]
+__all__ = ["register_hip", "resample_mask", "surface_deepening_mm", "label_image", "BONE_LABELS"]
+
+#: Bone regions and their grey values in :func:`label_image` (distinct steps, so MI sees every border).
+BONE_LABELS = {"femoral_head": 1.0, "femoral_neck": 2.0, "intertrochanteric": 3.0, "proximal_shaft": 4.0,
+               "acetabulum": 5.0}
 
 
 def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_center_lps_mm: Sequence[float],
@@ -88,7 +92,10 @@ def surface_deepening_mm(base_points_lps_mm, followup_points_lps_mm, head_center
     compared, direction by direction, with the baseline surface's own radial distance. Two independent sphere
     fits (one per study) under-measure a new collapse, because the follow-up's robust fit partly follows the
     dented surface; here the reference is the pre-collapse sphere, placed by the rigid registration of the
-    whole hip region. Both surfaces come from the same edge detector, so its bias cancels in the difference.
+    whole hip region. Both surfaces come from the same edge detector, so its bias cancels in the difference,
+    and the median change over the whole articular surface is subtracted: collapse is a local depression,
+    while a uniform shift of the detected edge comes from contrast (new edema lowers the marrow signal next to
+    the cartilage), not from the bone.
 
     Parameters
     ----------
@@ -131,9 +138,30 @@ def surface_deepening_mm(base_points_lps_mm, followup_points_lps_mm, head_center
     uf, df = radial(pf)
     _, nb = cKDTree(ub).query(uf, k=neighbours)
     change = df - np.median(db[nb], axis=1)  # negative: the follow-up surface lies deeper
+    # collapse is a local dent; a shift of the whole detected surface is contrast (edema, noise, bias), not collapse
+    change -= np.median(change)
     _, nf = cKDTree(uf).query(uf, k=neighbours)
     change = np.median(change[nf], axis=1)
     cone = uf[:, 2] >= np.cos(np.radians(half_angle_deg))
     if not cone.any():
         return None
     return float(max(0.0, -float(np.min(change[cone]))))
+
+
+def label_image(labels: dict, reference, sigma_mm: float = 1.5):
+    """A float image of the bone label maps (both sides) on ``reference``'s grid, for :func:`register_hip`.
+
+    Each region of :data:`BONE_LABELS` gets its own grey value; a Gaussian of ``sigma_mm`` turns the steps
+    into gradients the optimiser can follow (label maps alone are flat almost everywhere).
+    """
+    import SimpleITK as sitk
+
+    arr = np.zeros(reference.GetSize()[::-1], np.float32)
+    for per_side in labels.values():
+        for name, value in BONE_LABELS.items():
+            mask = per_side.get(name)
+            if mask is not None:
+                arr[np.asarray(mask, bool)] = value
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(reference)
+    return sitk.SmoothingRecursiveGaussian(img, sigma_mm)

@@ -25,7 +25,7 @@ __all__ = ["followup_spec", "generate_followup", "followup_pose"]
 
 def followup_spec(spec: PhantomSpec, *, shift_lps_mm=(0.0, 0.0, 0.0), rotation_deg: float = 0.0,
                   toh_bme_factor: float = 0.3, avn_collapse_mm: float | None = None,
-                  sif_line: str = "healed", noise_seed: int = 1) -> PhantomSpec:
+                  sif_line: str = "healed", noise_seed: int = 1, side_changes=None) -> PhantomSpec:
     """The spec a follow-up of ``spec`` is rendered from (patient frame; see :func:`generate_followup`).
 
     Parameters
@@ -43,6 +43,10 @@ def followup_spec(spec: PhantomSpec, *, shift_lps_mm=(0.0, 0.0, 0.0), rotation_d
         SIF hips: 'healed' removes the line and shrinks BME as TOH does; 'collapsed' adds 2 mm collapse.
     noise_seed : int
         Seed of the new noise (the bias amplitude is kept; its pattern follows the rendered stack).
+    side_changes : dict, optional
+        ``{side: {HipSpec field: value}}`` applied after the rules above, for changes that differ between the
+        hips, e.g. ``{"left": {"collapse_mm": 3.0}}`` or new BME in a normal hip
+        ``{"right": {"pattern": "toh", "bme_peak": 0.7, "bme_extent": "head_neck", "bme_margin_mm": 15.0}}``.
 
     Returns
     -------
@@ -69,11 +73,18 @@ def followup_spec(spec: PhantomSpec, *, shift_lps_mm=(0.0, 0.0, 0.0), rotation_d
             return dataclasses.replace(hip, collapse_mm=float(avn_collapse_mm))
         return hip
 
+    changes = dict(side_changes or {})
+    if set(changes) - {"right", "left"}:
+        raise ConfigError("side_changes keys must be 'right' or 'left'")
+    try:
+        right, left = (dataclasses.replace(evolve(getattr(spec, k)), **changes.get(k, {})) for k in ("right", "left"))
+    except TypeError as exc:
+        raise ConfigError(f"side_changes: {exc}") from None
     a = spec.acquisition
     acq = dataclasses.replace(a, noise_seed=int(noise_seed), obliquity_deg=a.obliquity_deg - float(rotation_deg),
                               center_offset_lps_mm=tuple(float(v) for v in np.asarray(a.center_offset_lps_mm) - shift))
     midpoint = tuple(float(v) for v in np.asarray(spec.midpoint_lps_mm) + shift)
-    return dataclasses.replace(spec, right=evolve(spec.right), left=evolve(spec.left), acquisition=acq,
+    return dataclasses.replace(spec, right=right, left=left, acquisition=acq,
                                midpoint_lps_mm=midpoint)
 
 
