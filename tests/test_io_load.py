@@ -12,9 +12,19 @@ import pytest
 
 import io_corpus as C
 from bmepipe.io import load_series, load_study
+from bmepipe.io import loader
 
 needs_dcm2niix = pytest.mark.skipif(C.DCM2NIIX is None, reason="dcm2niix not installed")
 OBLIQUE = C.rotation((0, 0, 1), 30.0) @ C.rotation((1, 0, 0), 12.0)  # coronal turned 30 deg about S-I, tilted 12
+
+
+@pytest.fixture(params=["read", "deferred"])
+def pixel_read(request, monkeypatch):
+    """Pixel data read with the header (small images), or left in the file and read when the volume is filled
+    (large images; forced here by deferring every value)."""
+    if request.param == "deferred":
+        monkeypatch.setattr(loader, "_DEFER_BYTES", 0)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +167,7 @@ WHEEL_MR = ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "
 
 
 @pytest.mark.parametrize("name", WHEEL_MR)
-def test_pydicom_wheel_mr_files_load_with_the_same_pixels_and_geometry(name):
+def test_pydicom_wheel_mr_files_load_with_the_same_pixels_and_geometry(name, pixel_read):
     ref = pydicom.dcmread(C.PYDICOM_FILES / "MR_small.dcm")
     (vol,) = load_series([C.PYDICOM_FILES / name])
     np.testing.assert_array_equal(vol.array[0], ref.pixel_array.astype(np.float32))
@@ -176,7 +186,7 @@ def test_pydicom_wheel_mr_files_load_with_the_same_pixels_and_geometry(name):
     (16, 12, 0, "1.2.840.10008.1.2.1"), (16, 12, 1, "1.2.840.10008.1.2.1"), (16, 16, 1, "1.2.840.10008.1.2"),
     (8, 8, 0, "1.2.840.10008.1.2.1"), (8, 6, 1, "1.2.840.10008.1.2"), (32, 32, 1, "1.2.840.10008.1.2.1"),
     (32, 20, 0, "1.2.840.10008.1.2.1")])  # big endian goes through pydicom: MR_small_bigendian.dcm above
-def test_pixel_values_equal_pydicom_for_every_bit_layout(tmp_path, bits, stored, signed, syntax):
+def test_pixel_values_equal_pydicom_for_every_bit_layout(tmp_path, bits, stored, signed, syntax, pixel_read):
     """Stored values with garbage in the unused high bits: bmepipe must return what pydicom's decoder returns."""
     (path,) = C.write_series(tmp_path, g=C.geometry(size=(7, 5, 1)))
     ds = pydicom.dcmread(path)
