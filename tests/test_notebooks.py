@@ -5,7 +5,8 @@ is executed once, in one test, so pytest-xdist never runs it twice. The checks
 compare what the notebooks show with truth read here independently (the
 phantoms' truth.json, the acquisition settings the lab notebook sets).
 
-Timing (2 cores, quiet): quickstart ~15 s, cohort ~40 s, phantom lab ~50 s.
+CPU time (kernel and batch workers, 2-core machine): quickstart ~10 s, cohort ~30 s, phantom lab ~40 s;
+under heavy load from other processes the wall time was 2.5 times that.
 """
 
 from __future__ import annotations
