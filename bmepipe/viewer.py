@@ -233,7 +233,10 @@ def _show_figures_in_kernel() -> None:
     from IPython import get_ipython
     from matplotlib.figure import Figure
 
-    formatter = get_ipython().display_formatter.formatters["image/png"]
+    shell = get_ipython()
+    formatter = getattr(getattr(shell, "display_formatter", None), "formatters", {}).get("image/png")
+    if formatter is None:
+        return
     try:
         formatter.lookup_by_type(Figure)
     except KeyError:

@@ -204,6 +204,21 @@ def test_view_falls_back_to_a_static_figure(monkeypatch):
     assert "slice 4/" in fig.axes[0].get_title()
 
 
+def test_static_figure_displays_as_png_in_a_kernel(monkeypatch):
+    IPython = pytest.importorskip("IPython")
+    from IPython.core.formatters import PNGFormatter
+    from matplotlib.figure import Figure
+
+    png = PNGFormatter()
+    shell = SimpleNamespace(kernel=object(), display_formatter=SimpleNamespace(formatters={"image/png": png}))
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    result, _, _ = _result_on(CORONAL)
+    with pytest.raises(KeyError):
+        png.lookup_by_type(Figure)  # a bare Figure has no PNG formatter until the viewer registers one
+    fig = slice_figure(result)
+    assert png(fig).startswith(b"\x89PNG")
+
+
 def test_view_gives_the_widget_in_a_kernel(monkeypatch):
     widgets = pytest.importorskip("ipywidgets")
     result, _, _ = _result_on(CORONAL)
