@@ -259,3 +259,14 @@ def test_study_source_shows_both_sequences_on_one_grid():
     fluid, t1 = (np.asarray(ax.images[0].get_array()) for ax in fig.axes)
     assert fluid.shape == t1.shape == (192, 192)
     assert all(not ax.collections for ax in fig.axes)  # a study has no masks to draw
+
+
+def test_single_volume_and_image_sources():
+    result, r, _ = _result_on(CORONAL)
+    image = result.normalized.fluid
+    fig = slice_figure(image, slices=[r[0]])
+    assert len(fig.axes) == 1 and not fig.axes[0].collections  # one image, nothing to overlay
+    t1 = SimpleNamespace(image=result.normalized.t1, meta=SimpleNamespace(sequence_class="t1",
+                                                                          series_description="T1"))
+    fig = slice_figure(t1, slices=[0, 1])
+    assert [ax.get_title() for ax in fig.axes] == [f"T1, slice {k}/{SHAPE[0]}" for k in (1, 2)]
