@@ -6,15 +6,12 @@
 
 What can be viewed (``source``):
 
-=========================================  =====================================================
-:class:`bmepipe.AnalysisResult`            bias-corrected fluid-sensitive and registered T1 images,
-                                           the analysis masks as overlays
-:class:`bmepipe.io.Study`                  the series :func:`bmepipe.io.select_series` picks (T1
-                                           resampled onto the fluid-sensitive grid), no overlays
-:class:`bmepipe.io.Volume`, SimpleITK
-image                                      that one image, no overlays
-:class:`bmepipe.phantom.SyntheticStudy`    the simulated series, the truth masks as overlays
-=========================================  =====================================================
+- :class:`bmepipe.AnalysisResult`: the bias-corrected fluid-sensitive image and the T1 registered onto it,
+  with the analysis masks as overlays;
+- :class:`bmepipe.io.Study`: the series :func:`bmepipe.io.select_series` picks (T1 resampled onto the
+  fluid-sensitive grid), no overlays;
+- :class:`bmepipe.io.Volume` or a SimpleITK image: that one image, no overlays;
+- :class:`bmepipe.phantom.SyntheticStudy`: the simulated series, with the truth masks as overlays.
 
 Slices are shown coronal in radiological convention, as in the HTML report
 (:func:`bmepipe.report.figures.coronal_view`): patient right on the image's left,
