@@ -13,7 +13,9 @@ same code must run the same way locally and on Dask.
 
 The child dies with the thread that started it (Linux ``PR_SET_PDEATHSIG``,
 plus a parent-pid check elsewhere), so a killed batch leaves no process writing
-into its output folder.
+into its output folder. It runs with :mod:`faulthandler` on: when it dies of a
+signal, the Python stack it was in is in the study's ``job.log`` and becomes the
+study's ``error.txt``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-__all__ = ["WorkerSlot", "Interrupted", "one_line_error", "dumps"]
+__all__ = ["WorkerSlot", "Interrupted", "one_line_error", "dumps", "crash_stack"]
 
 
 #: Environment variables that cap the threads of numerical libraries (read when they initialise).
@@ -108,9 +110,12 @@ class WorkerSlot:
         env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         if self.threads:
             env.update({name: str(int(self.threads)) for name in THREAD_LIMIT_VARIABLES})
+        # -P: the current folder is not put first on the child's path (``-m`` would), so a ``bmepipe`` folder
+        # there cannot shadow the bmepipe this process runs (Python >= 3.11).
+        safe_path = ["-P"] if sys.version_info >= (3, 11) else []
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "bmepipe.batch._child", str(req_r), str(resp_w), str(os.getpid())],
+                [sys.executable, *safe_path, "-m", "bmepipe.batch._child", str(req_r), str(resp_w), str(os.getpid())],
                 pass_fds=(req_r, resp_w), stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,  # own process group: killable as a whole, deaf to the terminal's Ctrl-C
             )
@@ -186,7 +191,8 @@ class WorkerSlot:
                     code = self._proc.wait()
                     self.close(kill=True)
                     how = f"signal {_signal_name(code)}" if code < 0 else f"exit code {code}"
-                    return _failure(f"worker process died ({how}) while analysing the study", t0)
+                    return _failure(f"worker process died ({how}) while analysing the study", t0,
+                                    crash_stack(Path(out_dir) / "job.log"))
                 self._count += 1
                 if self.max_studies and self._count >= self.max_studies:
                     self.close()
@@ -196,8 +202,24 @@ class WorkerSlot:
                 return _failure(f"timed out after {timeout_s:g} s (worker process killed)", t0)
 
 
-def _failure(message: str, t0: float) -> dict:
-    return {"ok": False, "error": message, "traceback": None, "job_s": time.perf_counter() - t0}
+def _failure(message: str, t0: float, tb: Optional[str] = None) -> dict:
+    return {"ok": False, "error": message, "traceback": tb, "job_s": time.perf_counter() - t0}
+
+
+def crash_stack(log_path: Path) -> Optional[str]:
+    """The :mod:`faulthandler` dump a crashed child left at the end of ``job.log`` (None if there is none)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))  # the dump is short and comes last
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    start = text.rfind("Fatal Python error:")
+    if start < 0:
+        return None
+    # the list of loaded extension modules says nothing about the study
+    lines = [ln for ln in text[start:].splitlines() if not ln.startswith("Extension modules:")]
+    return "\n".join(lines).strip() + "\n"
 
 
 # ====================================================================== child side
@@ -264,8 +286,13 @@ def _run_one(job: Callable, ref: Any, out_dir: Path) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Child entry point (``python -m bmepipe.batch._child REQ_FD RESP_FD PARENT_PID``)."""
+    import faulthandler
+
     req_fd, resp_fd, parent_pid = (int(v) for v in (argv or sys.argv[1:]))
     _die_with_parent(parent_pid)
+    # A crash in an extension (segfault, abort) writes the Python stack to fd 2, which is the study's
+    # job.log while a job runs: the parent turns it into the study's error.txt.
+    faulthandler.enable(all_threads=True)
     recv = Connection(req_fd, writable=False)
     send = Connection(resp_fd, readable=False)
     while True:
