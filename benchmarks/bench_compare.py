@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(" | ".join(str(r.get(k)) for k in keys))
     ok = [r for r in rows if "trajectory" in r]
-    summary = {"trajectory_correct": sum(r["trajectory"] == r["expected"] for r in ok) / max(1, len(ok)),
+    summary = {"trajectory_correct": sum(r["trajectory"] == r["expected"] for r in ok) / len(ok) if ok else None,
                "max_head_error_mm": max((r["head_error_mm"] for r in ok), default=None),
                "max_ratio": max((r["ratio"] for r in ok), default=None), "target_ratio": 2.0}
     print(summary)
@@ -108,9 +108,9 @@ def main(argv=None) -> int:
         for r in traj_rows:
             per.setdefault(r["scenario"], []).append(r["trajectory"] == r["expected"])
         summary["trajectory_hips"] = len(traj_rows)
-        summary["trajectory_correct_pct"] = round(100.0 * np.mean([r["trajectory"] == r["expected"]
-                                                                   for r in traj_rows]), 1)
-        summary["trajectory_correct_pct_by_scenario"] = {k: round(100.0 * np.mean(v), 1) for k, v in per.items()}
+        summary["trajectory_correct_pct"] = round(100.0 * float(np.mean([r["trajectory"] == r["expected"]
+                                                                         for r in traj_rows])), 1)
+        summary["trajectory_correct_pct_by_scenario"] = {k: round(100.0 * float(np.mean(v)), 1) for k, v in per.items()}
         print({k: v for k, v in summary.items() if k.startswith("trajectory_")})
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "trajectory_rows": traj_rows, "summary": summary},
