@@ -155,3 +155,18 @@ def test_trajectory_rules_on_stated_changes():
     assert trajectory(side(10.0, 3.0))[0] == "resolving"
     assert trajectory(side(10.0, 9.0))[0] == "stable"
     assert trajectory(side(10.0, 9.0, c0=0.0, c1=2.0, n0=20, n1=20))[0] == "progressing"
+    assert trajectory(side(1.0, 0.0))[0] == "stable"  # below the 2 ml floor then and now
+    # the registered collapse change, when present, decides (independent measurements may even decrease)
+    s = side(10.0, 9.0, c0=4.8, c1=2.1, n0=20, n1=20)
+    s["avn"]["surface_deepening_mm"] = 3.0
+    assert trajectory(s)[0] == "progressing"
+    s["avn"]["surface_deepening_mm"] = 0.4
+    assert trajectory(s)[0] == "stable"
+    # a new subchondral line counts when the follow-up's pattern assessment takes it as a finding
+    s = side(50.0, 48.0)
+    s["sif"]["line_length_mm"] = {"then": 0.0, "now": 8.0}
+    s["pattern"] = {"then": "toh_like", "now": "sif_like"}
+    assert trajectory(s)[0] == "progressing"
+    s["pattern"]["now"] = "toh_like"
+    label, evidence = trajectory(s)
+    assert label == "stable" and any(e["feature"] == "line_length_mm" for e in evidence)
