@@ -1,7 +1,8 @@
 """Benchmark: segment_hips accuracy and speed on a phantom suite at 512 x 512 x 30.
 
 Per case: acquisition parameters, Dice per region, head-centre and radius errors against the
-phantom truth, and the segmentation time (median of ``--repeats`` runs, normalization excluded).
+phantom truth, collapse depth (truth ``col_t`` / measured ``col_m``, regions.md), and the
+segmentation time (median of ``--repeats`` runs, normalization excluded).
 Every failure of the issue-6 thresholds (Dice >= 0.92 head, 0.85 neck, 0.80 intertrochanteric;
 centre <= 1.5 mm; radius <= 1 mm; <= 2 s per study) is named. Baseline, measured in the same run:
 the head sphere of the detection stage alone (circle-centre votes + circle stack, no robust
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     cases, failures = [], []
     head = (f"{'case':>4} {'B0':>4} {'fluid':>6} {'SNR':>4} {'bias':>5} {'obl':>5} {'side':>5} {'pattern':>7} "
             f"{'head':>6} {'neck':>6} {'inter':>6} {'shaft':>6} {'acet':>6} {'c_err':>6} {'r_err':>6} "
-            f"{'c_base':>6} {'r_base':>6} {'time_s':>6}")
+            f"{'c_base':>6} {'r_base':>6} {'col_t':>5} {'col_m':>5} {'time_s':>6}")
     print(head)
     for k, spec in enumerate(segment_specs(args.cases, args.seed, matrix=args.matrix, slices=args.slices)):
         study = generate_study(spec)
@@ -89,7 +90,8 @@ def main(argv=None) -> int:
                   + " ".join(f"{d.get(r, float('nan')):>6.3f}" for r in
                              ("femoral_head", "femoral_neck", "intertrochanteric", "proximal_shaft", "acetabulum"))
                   + f" {row.get('centre_error_mm', np.nan):>6.2f} {row.get('radius_error_mm', np.nan):>+6.2f}"
-                  f" {cb:>6.2f} {rb:>+6.2f} {t:>6.2f}")
+                  f" {cb:>6.2f} {rb:>+6.2f} {row.get('collapse_truth_mm', np.nan):>5.2f}"
+                  f" {row.get('collapse_mm', np.nan):>5.2f} {t:>6.2f}")
             failures += [f"case {k} (seed {spec.seed}): {f}" for f in row["failures"]]
             row.update(baseline_centre_error_mm=round(cb, 3), baseline_radius_error_mm=round(rb, 3))
         if t > SPEED_MAX_S:
@@ -99,6 +101,9 @@ def main(argv=None) -> int:
                       "obliquity_deg": round(a.obliquity_deg, 2), "tilt_deg": round(a.tilt_deg, 2),
                       "matrix": a.matrix, "slices": a.slices, "time_s": round(t, 3), "sides": rows})
     sides = [r for c in cases for r in c["sides"] if "dice" in r]
+
+    collapsed = [s for s in sides if s["collapse_truth_mm"] >= 1.5]
+    intact = [s for s in sides if s["collapse_truth_mm"] == 0]
 
     def worst(key):
         return round(max(abs(s[key]) for s in sides), 3) if sides else None
@@ -113,12 +118,19 @@ def main(argv=None) -> int:
         "max_abs_radius_error_mm": worst("radius_error_mm"),
         "baseline_max_centre_error_mm": worst("baseline_centre_error_mm"),
         "baseline_max_abs_radius_error_mm": worst("baseline_radius_error_mm"),
+        # collapse depth (regions.md) against the phantom's truth: error where the truth is >= 1.5 mm,
+        # and the depth measured on hips without collapse (the noise floor)
+        "max_abs_collapse_error_mm": (round(max(abs(s["collapse_mm"] - s["collapse_truth_mm"])
+                                                for s in collapsed), 3) if collapsed else None),
+        "max_collapse_without_collapse_mm": (round(max(s["collapse_mm"] for s in intact), 3) if intact else None),
         "failures": failures,
     }
     print(f"\nmedian time {summary['median_time_s']} s (max {summary['max_time_s']} s); min Dice {summary['min_dice']}; "
           f"max centre error {summary['max_centre_error_mm']} mm (detection-only baseline "
           f"{summary['baseline_max_centre_error_mm']}); max |radius error| {summary['max_abs_radius_error_mm']} mm "
-          f"(baseline {summary['baseline_max_abs_radius_error_mm']})")
+          f"(baseline {summary['baseline_max_abs_radius_error_mm']}); collapse depth: max error "
+          f"{summary['max_abs_collapse_error_mm']} mm (truth >= 1.5 mm), max "
+          f"{summary['max_collapse_without_collapse_mm']} mm measured without collapse")
     print(f"{len(failures)} failure(s)" + (":" if failures else ""))
     for f in failures:
         print("  FAIL", f)

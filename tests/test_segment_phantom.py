@@ -1,6 +1,6 @@
 """segment_hips against phantom truth: issue 6 accuracy thresholds, landmarks, failures that say why.
 
-The suite (seed 424242) was never used while tuning the segmentation (see segment_cases.py); it spans
+The suite (seed 731953) was never used while tuning the segmentation (see segment_cases.py); it spans
 1.5/3 T, STIR / PD-FS / T2-FS, bias 0-0.5, SNR 12-40, obliquity up to 10 degrees with tilt, head radii
 21-28 mm, and normal, TOH, AVN (with collapse and effusion) and SIF hips. Truth comes from the phantom's
 analytic anatomy (labels rasterized from implicit shapes), never from the segmentation code.
@@ -18,9 +18,9 @@ import SimpleITK as sitk
 from bmepipe.errors import ConfigError, InputError
 from bmepipe.phantom import AcquisitionSpec, PhantomSpec, generate_study
 from bmepipe.segment import REGIONS, segment_hips, segment_hips_images
-from segment_cases import evaluate, normalized, segment_specs
+from segment_cases import collapse_depth_mm, evaluate, normalized, segment_specs
 
-TEST_SEED = 424242
+TEST_SEED = 731953  # session 2's held-out seed (session 1 used 424242, since looked at)
 N_CASES = 6  # 12 hips, every pattern on each side at least once
 
 
@@ -56,8 +56,6 @@ def test_intertrochanteric_meets_issue_threshold(suite):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known weakness: on this held-out suite one hip of 12 has femoral_neck Dice "
-                   "0.84 (< 0.85); the waist-centroid neck axis can be off by 4-6 degrees on broad necks")
 def test_neck_meets_issue_threshold(suite):
     failures = _failures(suite, "femoral_neck")
     assert not failures, "\n".join(failures)
@@ -94,19 +92,27 @@ def test_landmarks_and_zones_are_consistent(suite):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known weakness: the collapse depth read from in-plane surface rays is off "
-                   "by up to ~2 mm (dents seen obliquely through thick slices, neighbour-median smoothing)")
 def test_collapse_depth_within_1mm(suite):
+    # regions.md: largest inward deviation from the (dent-free) head sphere in the weight-bearing portion
     errors = []
     for spec, study, seg in suite:
         for side, s in seg.sides.items():
             truth = study.truth["sides"][side]
             if truth["collapse_mm"] >= 1.5:
-                pts = np.asarray(s.surface_points_lps_mm) - s.head_center_lps_mm
-                wb = pts[:, 2] >= np.linalg.norm(pts, axis=1) * math.cos(math.radians(45))
-                deepest = -np.min(s.surface_deviation_mm[wb])
-                errors.append(abs(deepest - truth["collapse_mm"]))
+                errors.append(round(abs(collapse_depth_mm(s) - truth["collapse_mm"]), 2))
     assert errors and max(errors) < 1.0, errors
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="not done (issue 6 gap c): without T1 the femoral regions are not segmented; "
+                   "every side fails loudly, keeping the head sphere. A fat-suppressed image alone does not separate "
+                   "fatty marrow from suppressed fat (tuning suites: fat 0.05-0.65, normal marrow 0.2-1.0 x muscle)")
+def test_fluid_sensitive_series_alone_meets_issue_thresholds(suite):
+    failures = []
+    for spec, study, _ in suite[:2]:
+        seg = segment_hips(normalized(study), use_t1=False)
+        failures += [f"case seed {spec.seed}: {f}" for row in evaluate(study, seg) for f in row["failures"]]
+    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.slow

@@ -4,11 +4,12 @@ Per side:
 
 1. **Head sphere** (:mod:`.sphere`): circle-centre votes of in-plane edges in that
    half of the field of view, a sphere through the stack of circles, then a robust
-   least-squares fit to articular-surface edges found along rays (T1: where bright
-   marrow meets the dark subchondral plate; fluid-sensitive: where the dark bone
-   meets bright cartilage and joint fluid), inward points (collapse, necrotic band)
-   excluded. Marrow brightness never enters the shape, so BME and necrosis cannot
-   bend it.
+   least-squares fit to the articular bone surface found along rays (T1: where bright
+   marrow meets the dark subchondral plate; fluid-sensitive: the plate's dark dip under
+   edema or fluid, else where the dark bone meets bright cartilage and joint fluid).
+   Inward points (necrotic band) are down-weighted and the rays of a collapsed area
+   (dent) are left out, then the fit is repeated. Marrow brightness never enters the
+   shape, so BME and necrosis cannot bend it.
 2. **Femur** (:mod:`.femur`): cortex + marrow connected to the head through the neck,
    cut from the acetabulum by the head sphere and the joint-space gap.
 3. **Axes**: neck axis from the narrowest neck section, shaft axis from centroids of
@@ -33,7 +34,7 @@ from scipy.spatial import cKDTree
 from ..errors import ConfigError, InputError
 from .femur import (bone_classes, closest_approach, cortex_barrier, femur_component, neck_axis, neck_direction,
                     shaft_axis)
-from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_edges, robust_sphere_fit,
+from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_dips, ray_edges, robust_sphere_fit,
                      vote_centres)
 from .types import REGIONS, SIDES, HipSegmentation, SideSegmentation
 
@@ -45,6 +46,25 @@ __all__ = ["segment_hips", "segment_hips_images", "T1_EDGE_DEPTH_MM", "FLUID_EDG
 #: partial-volume spread of the plate and cartilage. Calibrated on tuning phantoms (seeds 5, 11, 21),
 #: never on the test or benchmark seeds.
 T1_EDGE_DEPTH_MM = 1.4
+#: T1 signal (x muscle) 1.5-3.5 mm inside a T1 edge for it to count as the marrow / subchondral-plate edge
+#: (fatty marrow ~3x muscle; a fluid-filled necrotic segment, cartilage or joint fluid are darker).
+T1_BACKING_MIN = 1.4
+#: Fluid-sensitive signal (x muscle) by which the marrow under the subchondral plate must exceed the plate's
+#: minimum for that dip to mark the surface (the rising edge outside it moves outwards when joint fluid
+#: fills a collapsed area).
+PLATE_DIP_CONTRAST = 0.5
+#: A collapsed area: surface at least this far (mm, median of 15 neighbouring rays) inside the sphere; its
+#: rays, widened by DENT_MARGIN_DEG, are left out of the sphere fit (regions.md: the sphere fits the
+#: articular surface with the collapsed area excluded). Tuned on phantom suites 8801-8802 (0.3 and 0.5 mm,
+#: 12-20 degrees tried), never on the test or benchmark seeds.
+DENT_MIN_MM = 0.5
+DENT_MARGIN_DEG = 12.0
+#: Deepest collapse taken as such (mm); deeper inward edges are no articular surface [approx: ARCO IIIB
+#: collapse is > 2 mm, clinical.md; femoral heads collapsed by more than ~8 mm are not in the scope].
+COLLAPSE_MAX_MM = 8.0
+#: Surface deviation per ray = median over this many nearest rays (about 10 degrees), so single-ray edges
+#: of a necrotic band or a fracture line do not count as collapse (7-15 tried on the same suites).
+COLLAPSE_NEIGHBOURS = 9
 #: Height of the fluid-sensitive edge (dark bone to bright cartilage / joint fluid) above the
 #: articular bone surface: about half the femoral cartilage thickness blurred; calibrated as above.
 FLUID_EDGE_HEIGHT_MM = 0.85
@@ -116,37 +136,80 @@ def _failed(side: str, reason: str, depth: float) -> SideSegmentation:
 
 
 # --------------------------------------------------------------------------- head sphere
+def _surface_radii(images, grid: Grid, centre, radius, directions):
+    """Per-ray radius (mm from ``centre``) of the articular bone surface and its edge strength.
+
+    The T1 edge is used where bright marrow backs it (at least ``T1_BACKING_MIN`` x muscle
+    1.5-3.5 mm inside): it lies on the subchondral plate whatever fills the joint. Elsewhere
+    (necrotic segment with fluid content, no T1) the fluid-sensitive edge is used.
+    """
+    surf = np.full(len(directions), np.nan)
+    strength = np.zeros(len(directions))
+    for img, pol, off in sorted(images, key=lambda im: -im[1]):  # fluid-sensitive first, T1 overrides
+        dist, s = ray_edges(img, grid, centre, radius - off, directions, pol)
+        ok = np.isfinite(dist)
+        if pol < 0 and ok.any():
+            depth = np.array([1.5, 2.5, 3.5])
+            along = np.where(ok, dist, radius)[:, None] - depth[None, :]
+            pts = np.asarray(centre) + along[:, :, None] * directions[:, None, :]
+            inner = ndimage.map_coordinates(img, grid.to_index(pts.reshape(-1, 3)).T, order=1, mode="nearest")
+            ok &= np.median(inner.reshape(along.shape), axis=1) >= T1_BACKING_MIN
+        if pol > 0 and ok.any():
+            # where edema or fluid lies under the plate, the plate's dip marks the surface
+            dip = ray_dips(img, grid, centre, dist, directions, contrast=PLATE_DIP_CONTRAST)
+            dist = np.where(np.isfinite(dip), dip - off, dist)
+        if ok.any():
+            surf[ok] = dist[ok] + off
+            strength[ok] = s[ok] / max(float(np.median(s[ok])), 1e-9)
+    return surf, strength
+
+
+def _dent(directions, tree, deviation_mm):
+    """Rays of a collapsed area: neighbour median of the deviation below ``-DENT_MIN_MM`` (and above
+    ``-COLLAPSE_MAX_MM``) in the upper half, widened by ``DENT_MARGIN_DEG`` (the shallow rim of a
+    dent would still pull the sphere inwards)."""
+    ok = np.isfinite(deviation_mm)
+    dev = np.where(ok, deviation_mm, 0.0)
+    _, nb = tree.query(directions, k=15)
+    med = np.median(dev[nb], axis=1)
+    # collapse is a dent of the weight-bearing (upper) half, at most COLLAPSE_MAX_MM deep
+    core = (med < -DENT_MIN_MM) & (med > -COLLAPSE_MAX_MM) & (directions[:, 2] > 0)
+    if not core.any():
+        return core
+    near = tree.query_ball_point(directions[core], 2 * math.sin(math.radians(DENT_MARGIN_DEG) / 2))
+    out = np.zeros(len(directions), bool)
+    out[np.unique(np.concatenate([np.asarray(n, int) for n in near]))] = True
+    return out
+
+
 def _refine_sphere(images, grid: Grid, centre, radius, directions, iterations: int = 3):
-    """Robust fit to the articular-surface edges of every available series.
+    """Robust fit to the articular bone surface found along rays (collapsed area excluded).
 
     ``images`` is a list of ``(array, polarity, offset_mm)``: edges are shifted by
-    ``offset_mm`` along the ray to the bone surface before fitting.
+    ``offset_mm`` along the ray to the bone surface. After the first fit the rays of a
+    dent (collapse) are left out, as regions.md asks, and the fit repeated.
     """
     c, r = np.asarray(centre, float), float(radius)
+    tree = cKDTree(directions)
+    excluded = np.zeros(len(directions), bool)
     for _ in range(iterations):
-        pts, wts, per = [], [], []
-        for img, pol, off in images:
-            dist, s = ray_edges(img, grid, c, r - off, directions, pol)
-            ok = np.isfinite(dist)
-            pts.append(c + (dist[ok] + off)[:, None] * directions[ok])
-            wts.append(s[ok] / max(np.median(s[ok]), 1e-9) if ok.any() else s[ok])
-            per.append((dist + off, ok))
-        p, w = np.concatenate(pts), np.concatenate(wts)
-        if len(p) < 30:
+        surf, s = _surface_radii(images, grid, c, r, directions)
+        ok = np.isfinite(surf)
+        if ok.sum() < 30:
             return None
-        c, r, w_fit = robust_sphere_fit(p, w, c, r)
-    n_rays = sum(len(directions) for _ in images)
-    inlier = float((w_fit > 0).sum()) / n_rays
-    # per-ray surface radius (median over series) and deviation from the sphere
-    surf = np.full((len(images), len(directions)), np.nan)
-    for k, (img, pol, off) in enumerate(images):
-        dist, s = ray_edges(img, grid, c, r - off, directions, pol)
-        surf[k] = dist + off
-    # per ray: mean over the series that found an edge (nan if none did)
-    found = np.isfinite(surf)
-    count = found.sum(0)
-    surf_r = np.where(count > 0, np.where(found, surf, 0.0).sum(0) / np.maximum(count, 1), np.nan)
-    return c, r, inlier, surf_r
+        pts = c + surf[:, None] * directions
+        w = np.where(excluded, 0.0, s)
+        c, r, w_fit = robust_sphere_fit(pts[ok], w[ok], c, r)
+        dev = np.full(len(directions), np.nan)
+        dev[ok] = np.linalg.norm(pts[ok] - c, axis=1) - r
+        excluded = _dent(directions, tree, dev)
+    # inliers: rays on the sphere (robust-fit window; nan compares False), which rank the candidates;
+    # with the rays of the collapsed area they decide whether the head is accepted
+    on = ~excluded & (dev >= -1.5) & (dev <= 3.75)
+    dented = excluded & (dev >= -COLLAPSE_MAX_MM) & (dev <= 3.75)
+    inlier, explained = float(on.sum()) / len(directions), float((on | dented).sum()) / len(directions)
+    surf, _ = _surface_radii(images, grid, c, r, directions)
+    return c, r, inlier, explained, surf
 
 
 def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions):
@@ -168,12 +231,12 @@ def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.nd
         fit = _refine_sphere(images_full, grid, c0, r0 + off0, directions)
         if fit is None:
             continue
-        c, r, inlier, surf = fit
+        c, r, inlier, explained, surf = fit
         if not HEAD_RADIUS_RANGE_MM[0] + 0.5 <= r <= HEAD_RADIUS_RANGE_MM[1] - 0.5:
             why = f"the best sphere has an implausible radius ({r:.1f} mm)"
             continue
-        if inlier < MIN_INLIER_FRACTION:
-            why = f"no sphere with a consistent articular surface (best {100 * inlier:.0f} % of rays agree)"
+        if explained < MIN_INLIER_FRACTION:
+            why = f"no sphere with a consistent articular surface (best {100 * explained:.0f} % of rays agree)"
             continue
         quality = inlier * score
         if best is None or quality > best[0]:
@@ -308,14 +371,14 @@ class _SideFailure(Exception):
 
 
 def _collapse_lookup(dirs, surf, radius):
-    """Inward surface deviation (mm, <= 0) as a function of direction (nearest rays, median of 7)."""
+    """Inward surface deviation (mm, <= 0) as a function of direction (median of the nearest rays)."""
     dev = surf - radius
     ok = np.isfinite(dev)
     tree = cKDTree(dirs[ok])
     d_ok = dev[ok]
-    _, nb = tree.query(dirs[ok], k=min(7, ok.sum()))
+    _, nb = tree.query(dirs[ok], k=min(COLLAPSE_NEIGHBOURS, ok.sum()))
     med = np.median(d_ok[nb], axis=1)  # neighbour median: single-ray outliers (band, line) do not count
-    smooth = np.where(med < -1.0, np.maximum(med, -8.0), 0.0)  # only real dents shape the head
+    smooth = np.where(med < -1.0, np.maximum(med, -COLLAPSE_MAX_MM), 0.0)  # only real dents shape the head
     dev = np.full(len(dev), np.nan)
     dev[ok] = med
 

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["Grid", "fit_sphere", "robust_sphere_fit", "fibonacci_directions", "vote_centres", "circle_stack_fit",
-           "ray_edges", "HeadSphere"]
+           "ray_edges", "ray_dips", "HeadSphere"]
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,42 @@ def ray_edges(image: np.ndarray, grid: Grid, centre, radius_mm: float, direction
     dist = np.where(has, radii[last] + np.clip(off, -0.5, 0.5) * step_mm, np.nan)
     strength = np.where(has, y1, 0.0)
     return dist, strength
+
+
+def ray_dips(image: np.ndarray, grid: Grid, centre, edge_mm: np.ndarray, directions: np.ndarray, *,
+             contrast: float, search_mm: float = 3.5, inner_mm: float = 4.0, step_mm: float = 0.35,
+             smooth_mm: float = 0.7) -> np.ndarray:
+    """Distance of the dark subchondral plate just inside a rising (dark-to-bright outwards) edge.
+
+    The signal minimum within ``search_mm`` inside ``edge_mm`` along each ray counts where the
+    signal within ``inner_mm`` further inside is brighter by at least ``contrast``
+    (edematous marrow or a fluid-filled necrotic segment under the plate). A thin dark plate
+    between brighter tissues blurs into a dip whose minimum marks it, whatever lies outside
+    it, whereas the rising edge moves outwards when joint fluid fills a collapsed area.
+
+    Returns
+    -------
+    dist_mm : (N,) ndarray, nan where there is no such dip
+    """
+    edge = np.asarray(edge_mm, float)
+    ok = np.isfinite(edge)
+    out = np.full(len(edge), np.nan)
+    if not ok.any():
+        return out
+    lo = float(np.nanmin(edge)) - search_mm - inner_mm
+    radii = np.arange(max(lo, 0.0), float(np.nanmax(edge)) + step_mm, step_mm)
+    prof = _ray_profiles(image, grid, centre, directions[ok], radii)
+    prof = ndimage.gaussian_filter1d(prof, smooth_mm / step_mm, axis=1)
+    e = edge[ok][:, None]
+    win = (radii[None, :] >= e - search_mm) & (radii[None, :] <= e)
+    j = np.argmin(np.where(win, prof, np.inf), axis=1)
+    rows = np.arange(len(j))
+    rmin = radii[j][:, None]
+    inner = (radii[None, :] >= rmin - inner_mm) & (radii[None, :] < rmin)
+    bright = np.where(inner, prof, -np.inf).max(1)
+    found = win.any(1) & (bright >= prof[rows, j] + contrast)
+    out[np.nonzero(ok)[0][found]] = radii[j[found]]
+    return out
 
 
 @dataclass

@@ -54,7 +54,9 @@ class SideSegmentation:
     surface_points_lps_mm : (N, 3) array or None
         Points of the articular surface (for collapse: deviation from the sphere).
     surface_deviation_mm : (N,) array or None
-        Radial distance of each surface point from the fitted sphere, negative = inside (collapse).
+        Radial distance of each surface point from the fitted sphere, negative = inside (collapse);
+        median over the nearest rays (``hips.COLLAPSE_NEIGHBOURS``). The collapse depth of regions.md
+        is ``-min`` of it over the points in the weight-bearing cone.
     extras : dict
         Diagnostics from :func:`bmepipe.segment.segment_hips`: ``inlier_fraction`` (share of surface
         rays on the sphere), ``neck_cone_deg``, ``neck_length_mm`` (C to X), ``narrowest_neck_t_mm``,
