@@ -284,7 +284,7 @@ def resample_to_reference(
             rigid = None
             reason = "shared frame of reference: header geometry (motion check failed to run)"
     if register != "never" and rigid is not None:
-        ref_mask = sitk.GetArrayViewFromImage(body_mask(ref_img)) > 0
+        ref_mask = sitk.GetArrayFromImage(body_mask(ref_img)) > 0  # a copy: a view of a temporary image dangles
         pts = _grid_points(ref_img, mask=ref_mask)
         if len(pts) == 0:
             pts = _grid_points(ref_img)
