@@ -48,6 +48,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .bias import body_mask
+from .landmarks import in_plane_depth_mm, t1_fat
 from .noise import noise_sigma_background, noise_sigma_local, rician_mean
 from .standardize import find_reference_tissue
 
@@ -175,14 +176,16 @@ def _fat_ratio(f: np.ndarray, region: np.ndarray, muscle_value: float, sigma: fl
 def fat_suppression_flags(
     fluid: sitk.Image, t1: Optional[sitk.Image], body: np.ndarray, muscle: np.ndarray, *,
     max_ratio: float = FAT_SAT_MAX_RATIO, subcutaneous_depth_mm: float = SUBCUTANEOUS_DEPTH_MM,
-    sigma: Optional[float] = None,
+    sigma: Optional[float] = None, depth_mm: Optional[np.ndarray] = None,
 ) -> list[QCFlag]:
     """Fat-suppression failure (global) and inhomogeneity (worst region); see the module docstring.
 
     Needs ``t1`` (on the fluid-sensitive grid) to find fat: without it both
     flags are returned as not assessable, because suppressed fat, background
     and an unsuppressed-fat "edema" cannot be told apart on one image.
-    ``sigma``: as in :func:`snr_flag`.
+    ``sigma``: as in :func:`snr_flag`; ``depth_mm``:
+    :func:`~bmepipe.normalize.landmarks.in_plane_depth_mm` of ``body`` if
+    already computed.
     """
     if t1 is None:
         msg = "fat suppression not assessable without a T1 series (fat is located on T1)"
@@ -191,14 +194,11 @@ def fat_suppression_flags(
     f = sitk.GetArrayViewFromImage(fluid)
     sigma = _sigma(f, muscle, fluid, sigma)
     muscle_value = rician_mean(f[muscle], sigma)
-    sx, sy, _ = fluid.GetSpacing()
-    # depth below the skin, in-plane (slices are thick)
-    depth = np.stack([ndimage.distance_transform_edt(b, sampling=(sy, sx)) for b in body])
+    depth = in_plane_depth_mm(body, fluid.GetSpacing()) if depth_mm is None else depth_mm
     skin = depth > 3.0  # skip skin and the partial-volume edge
     superficial = skin & (depth <= subcutaneous_depth_mm)
     t = ndimage.uniform_filter(sitk.GetArrayFromImage(t1).astype(np.float32), size=(1, 3, 3))
-    fat = body & (t > T1_FAT_FRACTION * np.percentile(t[body][::7], 95))  # every 7th voxel: same percentile
-    fat = ndimage.binary_erosion(fat, structure=np.ones((1, 3, 3), bool))
+    fat = t1_fat(t, body, fraction=T1_FAT_FRACTION, smoothed=True)
     subcut, deep = fat & superficial, fat & (depth > subcutaneous_depth_mm)
     r_sub = _fat_ratio(f, subcut, muscle_value, sigma)
     r_deep = _fat_ratio(f, deep, muscle_value, sigma)
@@ -410,6 +410,7 @@ def assess_quality(
     head_radii_mm: Optional[Sequence[float]] = None,
     noise_sigma_fluid: Optional[float] = None,
     noise_sigma_t1: Optional[float] = None,
+    depth_mm: Optional[np.ndarray] = None,
 ) -> QualityReport:
     """Run every input check on a fluid-sensitive series (and T1 on its grid).
 
@@ -429,6 +430,8 @@ def assess_quality(
         Noise SD per channel (image units) of each series, measured in
         ``muscle`` by :func:`noise_sigma_local` (standardization already did);
         measured here when not given.
+    depth_mm : ndarray, optional
+        :func:`~bmepipe.normalize.landmarks.in_plane_depth_mm` of ``body``, if already computed.
 
     Returns
     -------
@@ -446,7 +449,7 @@ def assess_quality(
     flags = [snr_flag(fluid, muscle, body_arr, "snr_fluid", sigma=noise_sigma_fluid)]
     if t1 is not None:
         flags.append(snr_flag(t1, muscle, body_arr, "snr_t1", sigma=noise_sigma_t1))
-    flags += fat_suppression_flags(fluid, t1, body_arr, muscle, sigma=noise_sigma_fluid)
+    flags += fat_suppression_flags(fluid, t1, body_arr, muscle, sigma=noise_sigma_fluid, depth_mm=depth_mm)
     if head_centres_mm is not None and head_radii_mm is not None:
         flags.append(coverage_flag(fluid, head_centres_mm, head_radii_mm))
     else:

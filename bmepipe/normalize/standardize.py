@@ -41,6 +41,12 @@ by ``skin_margin_mm`` to avoid skin and partial volume:
 Voxels within ``MODE_WINDOW`` of the mode(s), eroded once in-plane to drop
 boundary voxels, form the reference mask; the reference value is its
 noise-bias-free mean (:func:`bmepipe.normalize.noise.rician_mean`).
+
+Muscle units remove gain but not contrast (fluid/muscle on STIR is ~3.8 at
+1.5 T and ~5.5 at 3 T): :class:`Standardized` therefore also carries the
+fluid-sensitive series on a three-tissue landmark scale (fat 0, muscle 1,
+fluid 4; :mod:`bmepipe.normalize.landmarks`), whose values agree across field
+strengths.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from scipy import ndimage
 
 from ..errors import ConfigError, InputError
 from .bias import body_mask
+from .landmarks import LandmarkScale, find_landmarks
 from .noise import noise_sigma_local, rician_mean
 
 __all__ = ["Standardized", "standardize", "find_reference_tissue", "REFERENCE_TISSUES"]
@@ -89,6 +96,12 @@ class Standardized:
         Their number.
     reason : str
         Why this tissue and how it was found.
+    landmarks : LandmarkScale or None
+        Fat and fluid landmarks of the fluid-sensitive series
+        (:mod:`bmepipe.normalize.landmarks`).
+    fluid_std : SimpleITK.Image or None
+        ``fluid_rel`` on the landmark scale (fat 0, muscle 1, fluid 4): the
+        values to compare across field strengths and sequences.
     """
 
     fluid_rel: sitk.Image
@@ -101,6 +114,8 @@ class Standardized:
     reference_mask: sitk.Image
     reference_voxels: int
     reason: str
+    landmarks: Optional[LandmarkScale] = None
+    fluid_std: Optional[sitk.Image] = None
 
     def value(self, region: np.ndarray, which: str = "fluid") -> float:
         """Noise-bias-free mean standardized signal of a region.
@@ -109,8 +124,15 @@ class Standardized:
         ----------
         region : ndarray of bool
             Mask ``[slice, row, column]`` on the reference grid.
-        which : {"fluid", "t1"}
+        which : {"fluid", "t1", "fluid_std"}
+            Fluid-sensitive or T1 signal in muscle units, or the fluid-sensitive
+            signal on the landmark scale (the noise-bias-free mean in muscle
+            units, mapped by :meth:`LandmarkScale.apply`).
         """
+        if which == "fluid_std":
+            if self.landmarks is None:
+                raise ConfigError("no landmark scale was measured")
+            return self.landmarks.apply(self.value(region, "fluid"))
         if which == "fluid":
             img, sigma = self.fluid_rel, self.noise_sigma_fluid_rel
         else:
@@ -130,6 +152,7 @@ class Standardized:
             "noise_sigma_t1_rel": r(self.noise_sigma_t1_rel),
             "reference_voxels": int(self.reference_voxels),
             "reason": self.reason,
+            "landmarks": None if self.landmarks is None else self.landmarks.to_dict(),
         }
 
 
@@ -259,6 +282,7 @@ def standardize(
     *,
     body: Optional[sitk.Image] = None,
     reference: str = "skeletal_muscle",
+    depth_mm: Optional[np.ndarray] = None,
 ) -> Standardized:
     """Express fluid-sensitive (and T1) signal relative to skeletal muscle.
 
@@ -272,6 +296,9 @@ def standardize(
         Body mask on that grid (default: found from ``t1``, else ``fluid``).
     reference : {"skeletal_muscle"}
         Reference tissue (the only one implemented; see the module docstring).
+    depth_mm : ndarray, optional
+        In-plane depth below the skin of every body voxel
+        (:func:`bmepipe.normalize.landmarks.in_plane_depth_mm`), if already computed.
 
     Returns
     -------
@@ -279,6 +306,8 @@ def standardize(
     """
     if reference not in REFERENCE_TISSUES:
         raise ConfigError(f"unknown reference tissue {reference!r}; expected one of {', '.join(REFERENCE_TISSUES)}")
+    if body is None:
+        body = body_mask(t1 if t1 is not None else fluid)
     muscle, how = find_reference_tissue(fluid, t1, body)
     ref_f, sigma_f = _reference_value(fluid, muscle, "fluid-sensitive")
     fluid_rel = sitk.Cast(fluid, sitk.sitkFloat32) / ref_f
@@ -289,11 +318,17 @@ def standardize(
         sigma_t_rel = sigma_t / ref_t
     mask_img = sitk.GetImageFromArray(muscle.astype(np.uint8))
     mask_img.CopyInformation(fluid)
+    landmarks = find_landmarks(
+        sitk.GetArrayViewFromImage(fluid_rel), None if t1_rel is None else sitk.GetArrayViewFromImage(t1_rel),
+        sitk.GetArrayViewFromImage(body) > 0, fluid.GetSpacing(), noise_sigma_rel=sigma_f / ref_f, depth_mm=depth_mm,
+    )
+    fluid_std = sitk.GetImageFromArray(landmarks.apply(sitk.GetArrayViewFromImage(fluid_rel)))
+    fluid_std.CopyInformation(fluid)
     return Standardized(
         fluid_rel=fluid_rel, t1_rel=t1_rel, reference_tissue=reference,
         reference_value_fluid=ref_f, reference_value_t1=ref_t,
         noise_sigma_fluid_rel=sigma_f / ref_f, noise_sigma_t1_rel=sigma_t_rel,
-        reference_mask=mask_img, reference_voxels=int(muscle.sum()),
+        reference_mask=mask_img, reference_voxels=int(muscle.sum()), landmarks=landmarks, fluid_std=fluid_std,
         reason=f"skeletal muscle: largest homogeneous tissue, intermediate on both contrasts, "
         f"independent of fat suppression and of marrow disease; found as {how}",
     )

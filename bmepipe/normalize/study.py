@@ -13,6 +13,7 @@ from ..errors import SeriesSelectionError
 from ..io.types import Volume
 from .bias import body_mask, correct_bias
 from .grid import GridResult, resample_to_reference
+from .landmarks import in_plane_depth_mm
 from .qc import QualityReport, assess_quality
 from .standardize import Standardized, standardize
 
@@ -128,14 +129,15 @@ def normalize_study(
         body = sitk.Or(body, sitk.And(body_mask(t1), grid.inside))
 
     t0 = time.perf_counter()
-    std = standardize(fluid, t1, body=body)
+    depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(body) > 0, fluid.GetSpacing())  # landmarks and QC
+    std = standardize(fluid, t1, body=body, depth_mm=depth)
     timings["standardize"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     quality = assess_quality(
         fluid, t1, body=body, muscle=sitk.GetArrayFromImage(std.reference_mask) > 0,
         head_centres_mm=head_centres_mm, head_radii_mm=head_radii_mm,
         noise_sigma_fluid=std.noise_sigma_fluid_rel * std.reference_value_fluid,
-        noise_sigma_t1=None if t1 is None else std.noise_sigma_t1_rel * std.reference_value_t1,
+        noise_sigma_t1=None if t1 is None else std.noise_sigma_t1_rel * std.reference_value_t1, depth_mm=depth,
     )
     timings["qc"] = time.perf_counter() - t0
     return NormalizedStudy(
