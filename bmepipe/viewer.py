@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .report.codes import STRUCTURE_COLORS
-from .report.figures import _window, choose_slices, coronal_view
+from .report.figures import display_window, choose_slices, coronal_view
 from .report.schema import SIDES
 
 __all__ = ["SEQUENCES", "OVERLAYS", "view", "slice_viewer", "slice_figure", "in_kernel"]
@@ -309,7 +309,7 @@ def slice_figure(
         raise ConfigError(f"sequence(s) {missing} not available; this source has {list(views.images)}")
     n = views.n_slices
     slices = _default_slices(views, max_slices) if slices is None else [_check_slice(k, n) for k in slices]
-    windows = {s: _window(views.images[s]) for s in sequences}
+    windows = {s: display_window(views.images[s]) for s in sequences}
     rows_mm, cols_mm = views.images[sequences[0]].shape[1] * views.spacing_mm[1], \
         views.images[sequences[0]].shape[2] * views.spacing_mm[2]
     panel_h = panel_width_in * rows_mm / cols_mm + 0.3
@@ -384,7 +384,7 @@ def slice_viewer(
         raise ConfigError(f"sequence {sequence!r} not available; this source has {list(views.images)}")
     n = views.n_slices
     index = _default_slices(views, 1)[0] if slice_index is None else _check_slice(slice_index, n)
-    windows = {s: _window(v) for s, v in views.images.items()}
+    windows = {s: display_window(v) for s, v in views.images.items()}
 
     slider = widgets.IntSlider(value=index, min=0, max=n - 1, description="slice", continuous_update=False)
     switch = widgets.ToggleButtons(options=[(SEQUENCES[s], s) for s in views.images], value=sequence,

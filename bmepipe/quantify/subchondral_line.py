@@ -23,6 +23,7 @@ the curve).
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -71,7 +72,8 @@ def find_subchondral_line(frame: HeadFrame, fluid_rays: np.ndarray, head_rays: n
     depth_mm = depth_idx * step
     window = (depth_mm >= 0) & (depth_mm <= params.line_max_depth_mm + 2.0)
     ref = (depth_mm >= 6.0) & (depth_mm <= 9.0)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # rays too short to reach the reference band: NaN level, not bright
+        warnings.simplefilter("ignore", RuntimeWarning)
         level = np.nanmedian(np.where(ref, fluid_rays, np.nan), axis=-1)
     deficit = np.where(window, level[..., None] - fluid_rays, 0.0)
     d_int = np.clip(deficit, 0, None).sum(axis=-1) * step

@@ -31,7 +31,7 @@ from bmepipe.errors import OutputError
 from .codes import STRUCTURE_COLORS
 from .schema import SIDES
 
-__all__ = ["Figure", "OVERLAY_STRUCTURES", "overlay_figures", "coronal_view", "choose_slices"]
+__all__ = ["Figure", "OVERLAY_STRUCTURES", "overlay_figures", "coronal_view", "choose_slices", "display_window"]
 
 #: Structures drawn as contours, in drawing order (lesions last, on top).
 OVERLAY_STRUCTURES = ("femoral_head", "femoral_neck", "intertrochanteric", "bme", "necrosis", "subchondral_line")
@@ -133,7 +133,8 @@ def choose_slices(masks_view: Mapping[str, Mapping[str, np.ndarray]], n_slices: 
     return sorted(chosen.items())
 
 
-def _window(volume: np.ndarray) -> tuple[float, float]:
+def display_window(volume: np.ndarray) -> tuple[float, float]:
+    """Display range (1st and 99.5th percentile of the finite voxels) of a volume."""
     sample = volume.ravel()[:: max(1, volume.size // 1_000_000)]  # a million voxels fix the window
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
@@ -237,10 +238,10 @@ def overlay_figures(
     if t1_image_zyx_or_None is not None and np.shape(t1_image_zyx_or_None) != fluid.shape:
         raise OutputError(f"T1 image shape {np.shape(t1_image_zyx_or_None)} != fluid image shape {fluid.shape}")
     fluid_view, spacing_view = coronal_view(fluid, spacing, direction)
-    panels = [("fluid-sensitive (STIR)", fluid_view, _window(fluid_view))]
+    panels = [("fluid-sensitive (STIR)", fluid_view, display_window(fluid_view))]
     if t1_image_zyx_or_None is not None:
         t1_view = coronal_view(np.asarray(t1_image_zyx_or_None, np.float32), spacing, direction)[0]
-        panels.append(("T1", t1_view, _window(t1_view)))
+        panels.append(("T1", t1_view, display_window(t1_view)))
     masks_view: dict[str, dict[str, np.ndarray]] = {}
     for side, per_side in masks.items():
         for structure, mask in per_side.items():
