@@ -1,7 +1,8 @@
 """The batch engine on a phantom cohort: 20 studies (3 broken), locally and on a real Dask LocalCluster,
 kill-and-resume, Ctrl-C, timeouts, crashes, resume keys and the cohort table.
 
-Slowest tests (2 cores): the Dask comparison (~8 s, cluster start included) and kill-and-resume (~10 s).
+Slowest tests (2 cores): the Dask comparison (~8 s, cluster start included), kill-and-resume (~10 s) and,
+marked slow, analyze locally and on Dask after a LocalCluster started (~15-25 s).
 """
 
 from __future__ import annotations
@@ -178,13 +179,12 @@ def test_dask_local_cluster_gives_the_same_outputs(cohort, local_run, small, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="use-after-free in bmepipe.normalize.grid.resample_to_reference (a numpy view "
-                   "of a temporary SimpleITK image): remove this marker together with its one-line fix")
 def test_analyze_job_after_a_local_cluster_started_runs_locally_and_on_dask(tmp_path, restore_environ):
     """Regression (issue 9): once a LocalCluster runs in the process, every study process inherits the
     nannies' MALLOC_TRIM_THRESHOLD_, under which glibc unmaps a freed buffer above 128 KiB at once, so
-    reading memory after it was freed faults instead of silently returning stale bytes. With studies
-    large enough for that (128 x 128 x 10), analyze must finish, locally and on Dask, with the same table.
+    reading memory after it was freed faults instead of silently returning stale bytes (as the NumPy view
+    of a temporary SimpleITK image in normalize.grid did, fixed in 72fb24e). With studies large enough for
+    that (128 x 128 x 10), analyze must finish, locally and on Dask, with the same table.
     """
     from distributed import Client, LocalCluster
 
