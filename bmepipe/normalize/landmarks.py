@@ -192,18 +192,21 @@ def find_landmarks(
     labels, n = ndimage.label(candidates)
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
     best = None
-    if n:
-        sizes = np.bincount(labels.ravel())[1:]
-        big = np.flatnonzero(sizes * voxel_ml >= MIN_FLUID_ML) + 1
-        columns = np.flatnonzero(body.any(axis=(0, 1)))
-        if big.size and columns.size:
-            third = (columns[-1] - columns[0]) / 3.0
-            centres = np.array([c[2] for c in ndimage.center_of_mass(candidates, labels, big)])
-            big = big[np.abs(centres - 0.5 * (columns[0] + columns[-1])) <= 0.5 * third]
+    columns = np.flatnonzero(body.any(axis=(0, 1)))
+    if n and columns.size:
+        # per-component statistics over the candidate voxels only (ndimage.median scans the whole volume)
+        where = np.flatnonzero(labels)
+        lab = labels.ravel()[where]
+        sizes = np.bincount(lab, minlength=n + 1)
+        centre_col = np.bincount(lab, weights=where % f.shape[2], minlength=n + 1) / np.maximum(sizes, 1)
+        mid, third = 0.5 * (columns[0] + columns[-1]), (columns[-1] - columns[0]) / 3.0
+        big = np.flatnonzero((sizes * voxel_ml >= MIN_FLUID_ML) & (np.abs(centre_col - mid) <= 0.5 * third))
+        big = big[big > 0]  # label 0 is the background
         if big.size:
-            medians = ndimage.median(f, labels, big)
+            values = f.ravel()[where]
+            medians = [float(np.median(values[lab == k])) for k in big]
             k = int(np.argmax(medians))
-            best, fluid_ml = float(medians[k]), float(sizes[big[k] - 1] * voxel_ml)
+            best, fluid_ml = medians[k], float(sizes[big[k]] * voxel_ml)
     if best is None:
         notes.append(f"no midline fluid compartment (bladder) of >= {MIN_FLUID_ML:g} ml: "
                      "values above muscle stay in muscle units")
