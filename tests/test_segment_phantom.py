@@ -120,7 +120,8 @@ def test_side_outside_the_field_of_view_fails_with_reason_other_side_analysed():
     # FOV centred 100 mm to the patient's left: the right hip (x ~ -85 mm) is outside
     acq = AcquisitionSpec(matrix=192, acquired_matrix=(176, 160), fov_mm=280.0, slices=22, snr=25.0,
                           center_offset_lps_mm=(110.0, 0.0, 0.0))
-    study = generate_study(PhantomSpec.random(424300, right="normal", left="toh", acquisition=acq))
+    # seeds 424300 and 903100 were looked at while fixing the head choice (session 2); 903200 never was
+    study = generate_study(PhantomSpec.random(903200, right="normal", left="toh", acquisition=acq))
     seg = segment_hips(normalized(study))
     right, left = seg.sides["right"], seg.sides["left"]
     assert right.status == "failed" and ("femoral head" in right.reason or "field of view" in right.reason)

@@ -72,8 +72,12 @@ FLUID_EDGE_HEIGHT_MM = 0.85
 SUBCHONDRAL_PLATE_MM = 1.0
 #: Plausible femoral-head radii searched (mm): adult 21-28 (anatomy.md) with margin.
 HEAD_RADIUS_RANGE_MM = (18.0, 32.0)
-#: Minimum fraction of surface rays agreeing with the fitted sphere for a head to be accepted.
+#: Minimum fraction of surface rays agreeing with the fitted sphere (on it, or in its collapsed area)
+#: for a head to be accepted ...
 MIN_INLIER_FRACTION = 0.5
+#: ... and of rays on the sphere outside any collapsed area: a "collapse" may not explain away most of a
+#: sphere (spurious spheres 0.19-0.26, heads >= 0.49 on fluid-sensitive images alone, tuning suites 8801-8802).
+MIN_SURFACE_INLIER_FRACTION = 0.35
 #: Minimum circle-stack score (0-1; 1 = every slice's strongest edge lies on the sphere).
 MIN_CIRCLE_SCORE = 0.55
 #: In-plane depth (mm) inside the last bone slice's section beyond which the next, tangentially cut
@@ -232,11 +236,15 @@ def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.nd
         if fit is None:
             continue
         c, r, inlier, explained, surf = fit
+        col = int(np.clip(np.rint(gw.to_index([c])[0, 2]), 0, len(side_cols) - 1))
+        if not side_cols[col]:
+            continue  # the fit drifted to the other hip
         if not HEAD_RADIUS_RANGE_MM[0] + 0.5 <= r <= HEAD_RADIUS_RANGE_MM[1] - 0.5:
             why = f"the best sphere has an implausible radius ({r:.1f} mm)"
             continue
-        if explained < MIN_INLIER_FRACTION:
-            why = f"no sphere with a consistent articular surface (best {100 * explained:.0f} % of rays agree)"
+        if explained < MIN_INLIER_FRACTION or inlier < MIN_SURFACE_INLIER_FRACTION:
+            why = (f"no sphere with a consistent articular surface (best {100 * explained:.0f} % of rays agree, "
+                   f"{100 * inlier:.0f} % outside a collapsed area)")
             continue
         quality = inlier * score
         if best is None or quality > best[0]:
