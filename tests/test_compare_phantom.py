@@ -13,6 +13,7 @@ from bmepipe.errors import DifferentPatientError, FollowupOrderError
 from bmepipe.phantom import AcquisitionSpec, PhantomSpec, generate_followup, generate_study, write_study
 
 SHIFT_MM = (6.0, -4.0, 5.0)
+pytestmark = pytest.mark.slow  # the module's phantom pair takes about 30 s (two analyses, outputs)
 
 
 @pytest.fixture(scope="module")
