@@ -1,10 +1,12 @@
 """Load DICOM MR studies from any folder into geometric volumes.
 
 ``load_study(path)`` scans a folder tree (or takes a list of files), reads every
-DICOM file once, groups images by SeriesInstanceUID, splits series that mix
+DICOM header once, groups images by SeriesInstanceUID, splits series that mix
 several stacks (orientation, matrix, echo, time point, magnitude/phase,
 separate position lines), sorts slices along the slice normal, checks the
-geometry and returns one SimpleITK image per stack (LPS, slices ascending).
+geometry and returns one SimpleITK image per stack (LPS, slices ascending,
+float32, rescaled). Uncompressed pixel data of large images (over 64 KiB) stay
+in the file until the volume is filled, so series set aside are never read whole.
 
 What is set aside and what is raised:
 
@@ -216,7 +218,7 @@ def _native_pixels(ds, ts, path: Path) -> Union[np.ndarray, list[_FrameInFile], 
     dtype = f"<{'i' if signed else 'u'}{bits // 8}"
     if elem.value is None and elem.is_raw and frames * frame_bytes <= elem.length != 0xFFFFFFFF:
         # deferred: left in the file, whose size _read checked against the declared length
-        return [_FrameInFile(path, elem.value_tell + f * frame_bytes, dtype, rows, cols, stored)
+        return [_FrameInFile(str(path), elem.value_tell + f * frame_bytes, dtype, rows, cols, stored)
                 for f in range(frames)]
     if not isinstance(elem.value, bytes) or len(elem.value) < frames * frame_bytes:
         return None  # pydicom raises the precise error
@@ -531,8 +533,9 @@ def _assemble(slices: list[_Slice], label: str, repairs: list[str]) -> Volume:
     buffers: dict[str, np.ndarray] = {}  # one read buffer per stored dtype, reused for every slice
     for out, s in zip(volume, slices):  # rescaled in place in float32: no per-slice temporaries
         if isinstance(s.pixels, _FrameInFile):
-            buffer = buffers.setdefault(s.pixels.dtype, np.empty((first.rows, first.cols), s.pixels.dtype))
-            out[...] = s.pixels.read(buffer)
+            if s.pixels.dtype not in buffers:
+                buffers[s.pixels.dtype] = np.empty((first.rows, first.cols), s.pixels.dtype)
+            out[...] = s.pixels.read(buffers[s.pixels.dtype])
         else:
             out[...] = s.pixels
         slope, intercept = s.rescale
