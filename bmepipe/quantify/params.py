@@ -125,7 +125,10 @@ class QuantifyParams:
         figures and ">" vs ">=" still need checking against the original, so they
         are parameters; implemented as ">").
     collapse_min_mm : float
-        Smallest surface depression counted as collapse (measurement noise) [tuned].
+        Smallest surface depression counted as collapse, above the measurement's
+        noise floor: phantom hips without collapse read up to 1.0-1.35 mm
+        (``benchmarks/bench_segment.py``, mostly SIF hips whose fracture line
+        lies under the plate) [tuned].
     arco_iiib_collapse_mm : float
         ARCO 2019: stage IIIA depression <= 2 mm, IIIB > 2 mm (Yoon et al.,
         J Arthroplasty 2020, doi 10.1016/j.arth.2019.11.029) [src].
@@ -169,7 +172,7 @@ class QuantifyParams:
     line_min_thickness_mm: float = 0.8
     vande_berg_thickness_mm: float = 4.0
     vande_berg_length_mm: float = 12.5
-    collapse_min_mm: float = 0.5
+    collapse_min_mm: float = 1.5
     arco_iiib_collapse_mm: float = 2.0
     effusion_pv_factor: float = 0.9
     effusion_signal: float = 6.0
