@@ -38,9 +38,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
-from ..io.atomic import atomic_path, atomic_write_text
 from ..privacy import safe_filename
 from .engine import DONE_NAME, study_folders
+from .summary import typed_frame, write_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -187,8 +187,6 @@ def build_longitudinal(out: PathLike, study_ids: Optional[Iterable[str]] = None,
         One row per patient, side and consecutive pair of studies, sorted by patient, baseline date, side.
         A pair that cannot be compared (no study date, a failed comparison) has rows with status ``failed``.
     """
-    import pandas as pd
-
     from ..compare import CompareParams
     from ..errors import BmepipeError
 
@@ -219,19 +217,9 @@ def build_longitudinal(out: PathLike, study_ids: Optional[Iterable[str]] = None,
                 except (RuntimeError, ValueError) as exc:  # e.g. SimpleITK: no message (may hold paths)
                     error = f"comparison failed: {type(exc).__name__}"
             rows.extend(_rows(patient, a, b, report, pair_dir, error))
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    for column in COLUMNS:
-        if column in _TEXT:
-            df[column] = df[column].astype(object).where(df[column].notna(), None)
-        else:
-            df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
-    return df
+    return typed_frame(rows, list(COLUMNS), _TEXT)
 
 
 def write_longitudinal(df: "pd.DataFrame", out: PathLike) -> tuple[Path, Path]:
     """Write ``longitudinal.csv`` and ``longitudinal.parquet`` into ``out`` atomically; returns both paths."""
-    out = Path(out)
-    csv_path = atomic_write_text(out / "longitudinal.csv", df.to_csv(index=False, lineterminator="\n"))
-    with atomic_path(out / "longitudinal.parquet") as tmp:
-        df.to_parquet(tmp, index=False, engine="pyarrow")
-    return csv_path, out / "longitudinal.parquet"
+    return write_table(df, out, "longitudinal")

@@ -171,8 +171,6 @@ def build_summary(out: PathLike, study_ids: Optional[Iterable[str]] = None) -> "
     pandas.DataFrame
         One row per study and side, sorted by study then side (right, left).
     """
-    import pandas as pd
-
     folders = {p.name: p for p in study_folders(out)}
     ids = sorted(folders) if study_ids is None else sorted(set(study_ids))
     rows: list[dict] = []
@@ -182,25 +180,38 @@ def build_summary(out: PathLike, study_ids: Optional[Iterable[str]] = None) -> "
         else:
             rows.extend({"study": sid, "side": side, "status": "not_run", "error": "no finished output"}
                         for side in SIDES)
-    columns = _columns(rows)
-    df = pd.DataFrame(rows, columns=columns)
-    for column in columns:
-        if column in _TEXT:
-            df[column] = df[column].astype(object).where(df[column].notna(), None)
-        else:
-            df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
+    df = typed_frame(rows, _columns(rows), _TEXT)
     df["_side"] = df["side"].map({s: i for i, s in enumerate(SIDES)})
     return df.sort_values(["study", "_side"], kind="stable").drop(columns="_side").reset_index(drop=True)
 
 
+def typed_frame(rows: list, columns: list, text: set) -> "pd.DataFrame":
+    """A table of ``rows`` with the ``text`` columns as objects (None where missing), the others float64."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=columns)
+    for column in columns:
+        if column in text:
+            df[column] = df[column].astype(object).where(df[column].notna(), None)
+        else:
+            df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
+    return df
+
+
+def write_table(df: "pd.DataFrame", out: PathLike, name: str) -> tuple[Path, Path]:
+    """Write ``<name>.csv`` and ``<name>.parquet`` into ``out`` atomically; returns both paths."""
+    out = Path(out)
+    csv_path = atomic_write_text(out / f"{name}.csv", df.to_csv(index=False, lineterminator="\n"))
+    with atomic_path(out / f"{name}.parquet") as tmp:
+        df.to_parquet(tmp, index=False, engine="pyarrow")
+    return csv_path, out / f"{name}.parquet"
+
+
 def write_summary(df: "pd.DataFrame", out: PathLike) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.parquet`` into ``out`` atomically; returns both paths."""
-    out = Path(out)
-    csv_path = atomic_write_text(out / "summary.csv", df.to_csv(index=False, lineterminator="\n"))
-    with atomic_path(out / "summary.parquet") as tmp:
-        df.to_parquet(tmp, index=False, engine="pyarrow")
-    _write_longitudinal(df, out)
-    return csv_path, out / "summary.parquet"
+    paths = write_table(df, out, "summary")
+    _write_longitudinal(df, Path(out))
+    return paths
 
 
 def _write_longitudinal(df: "pd.DataFrame", out: Path) -> None:
