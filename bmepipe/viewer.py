@@ -80,7 +80,7 @@ def _image_view(image, direction=None, spacing_zyx=None):
     import SimpleITK as sitk
 
     if isinstance(image, sitk.Image):
-        array = sitk.GetArrayViewFromImage(image)
+        array = sitk.GetArrayFromImage(image)  # a copy: a view would dangle once a temporary image is freed
         spacing_zyx, direction = image.GetSpacing()[::-1], image.GetDirection()
     else:
         array = image
