@@ -112,11 +112,30 @@ def test_longitudinal_rebuild_reuses_pair_outputs(cohort):
     assert again.to_csv(index=False, lineterminator="\n") == first
 
 
+def test_pair_outputs_of_other_parameters_are_recomputed(cohort, tmp_path):
+    import shutil
+
+    from bmepipe.batch.longitudinal import build_longitudinal
+    from bmepipe.compare import CompareParams
+
+    out, *_ = cohort
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    params = dataclasses.replace(CompareParams(), min_bme_ml=CompareParams().min_bme_ml + 1.0)
+    stamps = {p: p.stat().st_mtime_ns for p in (copy / "longitudinal").rglob("compare.json")}
+    build_longitudinal(copy, params=params)
+    for p, stamp in stamps.items():
+        assert p.stat().st_mtime_ns != stamp  # made with other rules: not reused
+        assert json.loads(p.read_text())["parameters"]["min_bme_ml"] == params.min_bme_ml
+
+
 def test_no_longitudinal_table_without_repeat_studies(cohort, tmp_path):
     from bmepipe.batch import run_batch
 
     out, truth, _ = cohort
     write_study(truth["P1"][0], tmp_path / "one" / "a")
+    (tmp_path / "out1").mkdir()
+    (tmp_path / "out1" / "longitudinal.csv").write_text("stale table of an earlier cohort\n")
     run_batch(tmp_path / "one", tmp_path / "out1", job="inspect", workers=1)
     assert (tmp_path / "out1" / "summary.csv").is_file()
     assert not (tmp_path / "out1" / "longitudinal.csv").exists()

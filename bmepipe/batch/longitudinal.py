@@ -126,17 +126,21 @@ def _done(folder: Path) -> dict:
 
 
 def _compare_pair(out: Path, patient: str, a: Path, b: Path, params) -> tuple[dict, Path]:
-    """compare.json of one pair: read back when newer than both studies, else computed and written."""
-    from ..compare import compare_outputs, validate_compare
+    """compare.json of one pair: read back when newer than both studies and made by the same schema and
+    parameters, else computed and written."""
+    from ..compare import COMPARE_SCHEMA_VERSION, CompareParams, compare_outputs, validate_compare
     from ..errors import OutputError
 
     pair_dir = out / "longitudinal" / safe_filename(patient) / f"{safe_filename(a.name)}_to_{safe_filename(b.name)}"
     done_json = pair_dir / "compare.json"
     if done_json.is_file() and all(done_json.stat().st_mtime >= (f / DONE_NAME).stat().st_mtime for f in (a, b)):
+        used = params or CompareParams()
+        wanted = json.loads(json.dumps({k: getattr(used, k) for k in used.__dataclass_fields__}))
         try:
             report = json.loads(done_json.read_text(encoding="utf-8"))
             validate_compare(report, done_json)
-            return report, pair_dir
+            if report.get("schema_version") == COMPARE_SCHEMA_VERSION and report.get("parameters") == wanted:
+                return report, pair_dir
         except (OSError, ValueError, OutputError):  # broken: recompute
             pass
     result = compare_outputs(read_study_outputs(a), read_study_outputs(b), pair_dir, params=params)
@@ -214,7 +218,8 @@ def build_longitudinal(out: PathLike, study_ids: Optional[Iterable[str]] = None,
                     pair_dir = path.relative_to(out).as_posix()
                 except BmepipeError as exc:  # one failed pair must not lose the table
                     error = f"comparison failed: {exc.message}"
-                except (RuntimeError, ValueError) as exc:  # e.g. SimpleITK: no message (may hold paths)
+                except (RuntimeError, ValueError, OSError, KeyError, TypeError) as exc:
+                    # e.g. SimpleITK, a full disk, an odd report.json: the type only (messages may hold paths)
                     error = f"comparison failed: {type(exc).__name__}"
             rows.extend(_rows(patient, a, b, report, pair_dir, error))
     return typed_frame(rows, list(COLUMNS), _TEXT)

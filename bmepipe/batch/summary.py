@@ -221,3 +221,6 @@ def _write_longitudinal(df: "pd.DataFrame", out: Path) -> None:
         from .longitudinal import build_longitudinal, write_longitudinal
 
         write_longitudinal(build_longitudinal(out, study_ids=studies["study"]), out)
+    else:  # no repeat studies (any more): a table from an earlier cohort in this folder would mislead
+        for name in ("longitudinal.csv", "longitudinal.parquet"):
+            (out / name).unlink(missing_ok=True)
