@@ -7,15 +7,15 @@ Values marked [tuned] were chosen on the tuning suite (bmepipe.quantify.TUNING_S
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
-from bmepipe.errors import ConfigError
+from bmepipe._params import NumericParams
 
 __all__ = ["PatternParams"]
 
 
 @dataclass(frozen=True)
-class PatternParams:
+class PatternParams(NumericParams):
     """Parameters of :func:`bmepipe.patterns.assess_patterns`.
 
     Parameters
@@ -70,20 +70,5 @@ class PatternParams:
     w_band_depth: float = 0.5
     w_bme_present: float = 1.0
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v < 0:
-                raise ConfigError(f"pattern parameter {f.name} must be a non-negative number, got {v!r}")
-
-    def to_dict(self) -> dict:
-        """Plain dict of every parameter (for the report's ``parameters.patterns``)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, table: dict) -> "PatternParams":
-        """Build from a dict or TOML table; unknown keys are an error."""
-        unknown = set(table) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown pattern parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: float(v) for k, v in table.items()})
+    _kind = "pattern"
+    _non_negative = True

@@ -11,8 +11,9 @@ named source.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from bmepipe._params import NumericParams
 from bmepipe.errors import ConfigError
 
 __all__ = ["QuantifyParams", "TUNING_SUITE"]
@@ -23,7 +24,7 @@ TUNING_SUITE = {"n_cases": 24, "seeds": (11, 33, 44), "small": True}
 
 
 @dataclass(frozen=True)
-class QuantifyParams:
+class QuantifyParams(NumericParams):
     """Thresholds and settings of :func:`bmepipe.quantify.quantify_hips` (lengths in mm, volumes in ml).
 
     Signal levels are standardized intensities (skeletal muscle = 1.0, see
@@ -179,25 +180,11 @@ class QuantifyParams:
     effusion_min_fraction: float = 0.25
     weight_bearing_half_angle_deg: float = 45.0
 
+    _kind = "quantify"
+
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
-                raise ConfigError(f"quantify parameter {f.name} must be a number, got {v!r}")
+        super().__post_init__()
         if not 0 < self.bme_edema_fraction < 1:
             raise ConfigError("bme_edema_fraction must be in (0, 1)")
         if self.edema_signal_fluid <= 1 or self.effusion_signal <= 1:
             raise ConfigError("edema_signal_fluid and effusion_signal must exceed muscle (1.0)")
-
-    def to_dict(self) -> dict:
-        """Plain dict of every parameter (for the report's ``parameters.quantify``)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, table: dict) -> "QuantifyParams":
-        """Build from a dict or TOML table; unknown keys are an error, missing keys keep defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(table) - known
-        if unknown:
-            raise ConfigError(f"unknown quantify parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in table.items()})
