@@ -7,10 +7,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
 from bmepipe.errors import OutputError
-from bmepipe.io.atomic import atomic_path, atomic_write_text
+from bmepipe.io.atomic import atomic_write_text
 
 __all__ = ["load_compare_schema", "validate_compare", "write_compare", "render_compare_html"]
 
@@ -166,8 +164,7 @@ def _date_label(report: dict, which: str) -> str:
 
 def write_compare(result, out_dir) -> dict:
     """Write ``compare.json``, ``labels/<side>_bme_{resolved,persisted,new}.nii.gz`` and ``compare.html``."""
-    import SimpleITK as sitk
-
+    from bmepipe.report.labels import write_mask
     from bmepipe.report.schema import to_jsonable
 
     out = Path(out_dir)
@@ -177,16 +174,8 @@ def write_compare(result, out_dir) -> dict:
     fixed = result.grid
     for side, maps in result.maps.items():
         for kind, mask in maps.items():
-            path = out / "labels" / f"{side}_bme_{kind}.nii.gz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            img = sitk.GetImageFromArray(np.asarray(mask, np.uint8))
-            img.CopyInformation(fixed)
-            try:
-                with atomic_path(path) as tmp:
-                    sitk.WriteImage(img, str(tmp), useCompression=True)
-            except (OSError, RuntimeError) as exc:
-                raise OutputError(f"cannot write change map ({exc})", path) from exc
-            written[f"{side}_bme_{kind}"] = path
+            written[f"{side}_bme_{kind}"] = write_mask(mask, fixed, out / "labels" / f"{side}_bme_{kind}.nii.gz",
+                                                       what="change map")
     figures = _figures(result) if result.baseline is not None and result.followup is not None else []
     html = render_compare_html(report, figures, _chart(report))
     written["html"] = atomic_write_text(out / "compare.html", html)

@@ -24,7 +24,7 @@ from bmepipe.io.atomic import atomic_path
 
 from .schema import SIDES, STRUCTURES
 
-__all__ = ["label_path", "write_label_maps", "check_masks"]
+__all__ = ["label_path", "write_label_maps", "write_mask", "check_masks"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -71,22 +71,30 @@ def write_label_maps(
     dict of str -> Path
         ``"<side>_<structure>"`` -> file, for all 18 combinations.
     """
-    import SimpleITK as sitk
-
     shape = tuple(reference_image.GetSize())[::-1]
     check_masks(masks, shape)
     written: dict[str, Path] = {}
     for side in SIDES:
         for structure in STRUCTURES:
             mask = masks.get(side, {}).get(structure)
-            data = np.zeros(shape, np.uint8) if mask is None else np.asarray(mask).astype(bool).astype(np.uint8)
-            image = sitk.GetImageFromArray(data)
-            image.CopyInformation(reference_image)
             path = label_path(out_dir, side, structure)
-            try:
-                with atomic_path(path) as tmp:
-                    sitk.WriteImage(image, str(tmp), useCompression=True)
-            except (OSError, RuntimeError) as exc:
-                raise OutputError(f"cannot write label map ({' '.join(str(exc).split())[:200]})", path) from exc
-            written[f"{side}_{structure}"] = path
+            written[f"{side}_{structure}"] = write_mask(np.zeros(shape, bool) if mask is None else mask,
+                                                       reference_image, path)
     return written
+
+
+def write_mask(mask: np.ndarray, reference_image, path: PathLike, *, what: str = "label map") -> Path:
+    """One binary mask ``[slice, row, column]`` as a compressed uint8 NIfTI on ``reference_image``'s grid.
+
+    Written atomically; a failure raises :class:`OutputError` naming ``what`` and the file.
+    """
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.asarray(mask).astype(bool).astype(np.uint8))
+    image.CopyInformation(reference_image)
+    try:
+        with atomic_path(path) as tmp:
+            sitk.WriteImage(image, str(tmp), useCompression=True)
+    except (OSError, RuntimeError) as exc:
+        raise OutputError(f"cannot write {what} ({' '.join(str(exc).split())[:200]})", path) from exc
+    return Path(path)
