@@ -210,6 +210,7 @@ def resample_to_reference(
     min_overlap: float = 0.05,
     iterations: int = 200,
     seed: int = 0,
+    reference_body: Optional[sitk.Image] = None,
 ) -> GridResult:
     """Resample ``moving`` onto the grid of ``reference``.
 
@@ -234,6 +235,8 @@ def resample_to_reference(
         Optimizer iterations per resolution level.
     seed : int
         Seed of the metric's random sampling (results are deterministic).
+    reference_body : SimpleITK.Image, optional
+        :func:`body_mask` of ``reference`` if the caller has it (the residual is measured at body points).
 
     Returns
     -------
@@ -284,7 +287,9 @@ def resample_to_reference(
             rigid = None
             reason = "shared frame of reference: header geometry (motion check failed to run)"
     if register != "never" and rigid is not None:
-        ref_mask = sitk.GetArrayFromImage(body_mask(ref_img)) > 0  # a copy: a view of a temporary image dangles
+        if reference_body is None:
+            reference_body = body_mask(ref_img)
+        ref_mask = sitk.GetArrayViewFromImage(reference_body) > 0  # the image is held by the name above
         pts = _grid_points(ref_img, mask=ref_mask)
         if len(pts) == 0:
             pts = _grid_points(ref_img)

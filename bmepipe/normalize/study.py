@@ -114,7 +114,7 @@ def normalize_study(
         t0 = time.perf_counter()
         # Register the bias-corrected series (a bias field misleads mutual information).
         grid = resample_to_reference(
-            Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta), register=register
+            Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta), register=register, reference_body=body
         )
         t1 = grid.image
         timings["grid"] = time.perf_counter() - t0
