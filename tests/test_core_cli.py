@@ -82,6 +82,17 @@ def _parser_with(func):
     return p
 
 
+def test_a_reader_closing_the_pipe_early_is_not_an_error():
+    # `bmepipe validate-report --schema | head -c 100`: the schema is longer than what the reader takes
+    proc = subprocess.Popen([sys.executable, "-m", "bmepipe", "validate-report", "--schema"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
+
+
 def test_errors_hierarchy_and_pickling():
     err = errors.DuplicateSliceError("two different slices at z=10.0 mm", path="a/b")
     assert isinstance(err, errors.GeometryError) and isinstance(err, errors.InputError)
