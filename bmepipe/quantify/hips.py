@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._threads import map_in_threads
 from .bme import bme_distribution, bme_mask, edema_fraction, normal_marrow_levels
 from .calibration import signal_ratio
 from .effusion import effusion
@@ -98,16 +99,18 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
     common = {"normal_marrow_fluid": f_n, "normal_marrow_t1": t_n, "edema_signal_fluid": f_ed,
               "edema_signal_fluid_from": f_how, "edema_signal_t1": t_ed, "edema_signal_t1_from": t_how,
               "joint_fluid_signal": f_fl, "joint_fluid_signal_from": fl_how, "bme_from": bme_from}
-    sides = {}
-    for name, side_seg in segmentation.sides.items():
+
+    def one_side(name):
         t0 = time.perf_counter()
+        side_seg = segmentation.sides[name]
         if not side_seg.ok or side_seg.marrow is None or e_f is None:
-            sides[name] = SideMeasurements(side=name, status="failed",
-                                           reason=side_seg.reason or "no femoral marrow segmented")
-            continue
-        sides[name] = _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml, f_n, t_n,
-                                     f_ed, f_fl)
-        sides[name].details.update(common, seconds=round(time.perf_counter() - t0, 3))
+            return SideMeasurements(side=name, status="failed", reason=side_seg.reason or "no femoral marrow segmented")
+        out = _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml, f_n, t_n, f_ed, f_fl)
+        out.details.update(common, seconds=round(time.perf_counter() - t0, 3))
+        return out
+
+    names = list(segmentation.sides)
+    sides = dict(zip(names, map_in_threads(one_side, names)))  # independent sides, one thread each
     return HipMeasurements(sides=sides, params=params, timings_s={"quantify": time.perf_counter() - t_start},
                            details=common)
 

@@ -36,6 +36,7 @@ from .femur import (bone_classes, closest_approach, cortex_barrier, femur_compon
                     shaft_axis)
 from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_dips, ray_edges, robust_sphere_fit,
                      vote_centres)
+from .._threads import map_in_threads
 from .types import REGIONS, SIDES, HipSegmentation, SideSegmentation
 
 __all__ = ["segment_hips", "segment_hips_images", "T1_EDGE_DEPTH_MM", "FLUID_EDGE_HEIGHT_MM", "SUBCHONDRAL_PLATE_MM",
@@ -340,20 +341,16 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
     t0 = time.perf_counter()
     votes = vote_centres(det, gw, (8.0, HEAD_RADIUS_RANGE_MM[1]), polarity=0)
     timings["votes"] = time.perf_counter() - t0
-    sides = {}
-    for side in SIDES:
+    def one_side(side):
         t0 = time.perf_counter()
         sign = -1.0 if side == "right" else 1.0
         side_cols = sign * (cols - midline) > 30.0
         if not side_cols.any():
-            reason = f"the {side} half of the body is outside the field of view"
-            sides[side] = _failed(side, reason, subchondral_depth_mm)
-            continue
+            return _failed(side, f"the {side} half of the body is outside the field of view", subchondral_depth_mm)
         found, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs)
         timings[f"{side}_head"] = time.perf_counter() - t0
         if found is None:
-            sides[side] = _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
-            continue
+            return _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
         c, r, inlier, surf, score = found
         if T is None:
             # without T1, fatty marrow looks like fat and cortex like fat-suppressed marrow: only the head
@@ -362,14 +359,17 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
                                      "(head sphere only)", subchondral_depth_mm)
             side_seg.head_center_lps_mm, side_seg.head_radius_mm = tuple(float(v) for v in c), float(r)
             side_seg.extras = {"inlier_fraction": round(inlier, 3)}
-            sides[side] = side_seg
-            continue
+            return side_seg
         t0 = time.perf_counter()
         try:
-            sides[side] = _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, subchondral_depth_mm)
+            return _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, subchondral_depth_mm)
         except _SideFailure as exc:
-            sides[side] = _failed(side, str(exc), subchondral_depth_mm)
-        timings[f"{side}_femur"] = time.perf_counter() - t0
+            return _failed(side, str(exc), subchondral_depth_mm)
+        finally:
+            timings[f"{side}_femur"] = time.perf_counter() - t0
+
+    # the two sides are independent: one thread each (bmepipe._threads)
+    sides = dict(zip(SIDES, map_in_threads(one_side, SIDES)))
     timings["total"] = time.perf_counter() - t_start
     return HipSegmentation(sides, tuple(grid.spacing), tuple(grid.origin), tuple(grid.direction.ravel()), timings)
 
