@@ -48,3 +48,23 @@ def test_normalize_study_chains_every_step():
 def test_normalize_study_needs_a_fluid_sensitive_series():
     with pytest.raises(SeriesSelectionError):
         normalize_study(SimpleNamespace(fluid_sensitive=None, t1=None))
+
+
+def test_threads_change_nothing(monkeypatch):
+    """Bias fields fitted on two threads and QC in two groups give the serial result, bit for bit."""
+    fluid_grid = ns.make_grid((160, 160, 20), (2.2, 2.2, 5.0), direction=CORONAL)
+    p = ns.physical_points(fluid_grid)
+    field = ns.smooth_bias(p, 0.4, seed=8)
+    fluid = ns.series(fluid_grid, "stir", bias=field, sigma=0.3 / 20, seed=3)
+    t1 = ns.series(fluid_grid, "t1", bias=field, sigma=0.35 / 30, seed=4)
+    sel = SimpleNamespace(fluid_sensitive=volume(fluid, "stir"), t1=volume(t1, "t1"))
+    runs = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("BMEPIPE_THREADS", threads)
+        out = normalize_study(sel)
+        arrays = [sitk.GetArrayFromImage(im) for im in (out.fluid_bias_field, out.t1_bias_field, out.fluid_rel,
+                                                         out.t1_rel)]
+        runs.append((arrays, out.to_dict()["quality"], out.to_dict()["standardization"]))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        assert np.array_equal(a, b)
+    assert runs[0][1:] == runs[1][1:]
