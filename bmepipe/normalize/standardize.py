@@ -58,6 +58,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .._threads import map_in_threads
 from ..errors import ConfigError, InputError
 from .bias import body_mask
 from .landmarks import LandmarkScale, find_landmarks
@@ -309,11 +310,12 @@ def standardize(
     if body is None:
         body = body_mask(t1 if t1 is not None else fluid)
     muscle, how = find_reference_tissue(fluid, t1, body)
-    ref_f, sigma_f = _reference_value(fluid, muscle, "fluid-sensitive")
+    series = [(fluid, "fluid-sensitive")] + ([(t1, "T1")] if t1 is not None else [])
+    (ref_f, sigma_f), *ref_t1 = map_in_threads(lambda s: _reference_value(s[0], muscle, s[1]), series)
     fluid_rel = sitk.Cast(fluid, sitk.sitkFloat32) / ref_f
     t1_rel = ref_t = sigma_t_rel = None
     if t1 is not None:
-        ref_t, sigma_t = _reference_value(t1, muscle, "T1")
+        ref_t, sigma_t = ref_t1[0]
         t1_rel = sitk.Cast(t1, sitk.sitkFloat32) / ref_t
         sigma_t_rel = sigma_t / ref_t
     mask_img = sitk.GetImageFromArray(muscle.astype(np.uint8))
