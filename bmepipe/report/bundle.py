@@ -1,23 +1,35 @@
 """Write every output of one analysis into its folder, in the stable layout.
 
 ``report.json`` is written last, so its presence means the folder is complete.
+
+The DICOM SEG and SR (pure-Python highdicom work) are built in a forked child
+process while this process writes the label maps and renders the figures, so
+the two halves use two cores instead of taking turns on the GIL. The child is
+forked only on Linux, when this process runs no other Python thread (forking
+is then safe) and :func:`bmepipe._threads.max_threads` allows two; otherwise
+the DICOM half runs on a thread. Either way every file is the same, byte for byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from bmepipe._threads import max_threads
 from bmepipe.errors import DicomReadError, OutputError
 from bmepipe.io.atomic import atomic_write_text
 
 from .figures import overlay_figures
 from .html import render_html
-from .json_report import dumps_report, write_report_json
+from .json_report import dumps_report
 from .labels import write_label_maps
 from .schema import SIDES, STRUCTURES, to_jsonable, validate_report
 from .seg import build_segmentation, write_dicom_seg
@@ -98,30 +110,113 @@ def write_outputs(
     skipped = ({"dicom_seg", "dicom_sr"} if not dicom else set()) | ({"report_html"} if not html else set())
     outputs.update({k: v for k, v in OUTPUT_FILES.items() if k not in skipped})
     report["outputs"] = dict(sorted(outputs.items()))
-    validate_report(report, out / OUTPUT_FILES["report_json"])  # refuse before writing anything
+    json_path = out / OUTPUT_FILES["report_json"]
+    json_text = dumps_report(report, json_path)  # validates: refuse before writing anything
 
-    written = {}
-    if labels:
-        written = {f"labels/{key}": path for key, path in write_label_maps(masks, reference_image, out).items()}
+    dicom_job = None
     if dicom:
         seed = None
         if uid_seed is not None:  # the report's content joins the seed: other parameters, other UIDs
-            seed = f"{uid_seed}:{hashlib.sha256(dumps_report(report).encode()).hexdigest()[:16]}"
-        any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
-        options = dict(uid_seed=seed, content_datetime=report.get("created"))
-        seg = build_segmentation(masks, source_datasets, include_empty=not any_mask,
-                                 reference_image=reference_image, **options)
-        written["dicom_seg"] = write_dicom_seg(seg, out / OUTPUT_FILES["dicom_seg"])
-        sr = build_measurement_report(report["sides"], source_datasets, seg, **options)
-        written["dicom_sr"] = write_dicom_sr(sr, out / OUTPUT_FILES["dicom_sr"])
+            seed = f"{uid_seed}:{hashlib.sha256(json_text.encode()).hexdigest()[:16]}"
+        dicom_job = _Background(_write_dicom, out, report["sides"], masks, source_datasets, reference_image,
+                                seed, report.get("created"))
+    try:
+        label_files = write_label_maps(masks, reference_image, out) if labels else {}
+        if html:
+            fluid = sitk.GetArrayFromImage(reference_image)
+            spacing = reference_image.GetSpacing()[::-1]
+            figures = overlay_figures(fluid, t1_zyx, masks, spacing, direction=reference_image.GetDirection())
+            html_file = _write_text(out / OUTPUT_FILES["report_html"], render_html(report, figures), "HTML report")
+    except BaseException:
+        if dicom_job is not None:  # the DICOM half ends before this error is raised; its own error is secondary
+            with contextlib.suppress(Exception):
+                dicom_job.result()
+        raise
+    dicom_files = dicom_job.result() if dicom_job is not None else {}
+    written = {f"labels/{key}": path for key, path in label_files.items()}
+    written.update(dicom_files)
     if html:
-        fluid = sitk.GetArrayFromImage(reference_image)
-        spacing = reference_image.GetSpacing()[::-1]
-        figures = overlay_figures(fluid, t1_zyx, masks, spacing, direction=reference_image.GetDirection())
-        path = out / OUTPUT_FILES["report_html"]
-        try:
-            written["report_html"] = atomic_write_text(path, render_html(report, figures))
-        except OSError as exc:
-            raise OutputError(f"cannot write the HTML report ({exc.strerror or exc})", path) from exc
-    written["report_json"] = write_report_json(report, out / OUTPUT_FILES["report_json"])
+        written["report_html"] = html_file
+    written["report_json"] = _write_text(json_path, json_text, "report")
     return written
+
+
+def _write_text(path: Path, text: str, what: str) -> Path:
+    try:
+        return atomic_write_text(path, text)
+    except OSError as exc:
+        raise OutputError(f"cannot write the {what} ({exc.strerror or exc})", path) from exc
+
+
+def _write_dicom(out: Path, sides: Mapping, masks: Mapping, source_datasets: Sequence, reference_image,
+                 uid_seed: Optional[str], created) -> dict[str, Path]:
+    """Build and write ``dicom/seg.dcm`` and ``dicom/sr.dcm``; ``{"dicom_seg": path, "dicom_sr": path}``."""
+    any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
+    options = dict(uid_seed=uid_seed, content_datetime=created)
+    seg = build_segmentation(masks, source_datasets, include_empty=not any_mask,
+                             reference_image=reference_image, **options)
+    written = {"dicom_seg": write_dicom_seg(seg, out / OUTPUT_FILES["dicom_seg"])}
+    sr = build_measurement_report(sides, source_datasets, seg, **options)
+    written["dicom_sr"] = write_dicom_sr(sr, out / OUTPUT_FILES["dicom_sr"])
+    return written
+
+
+class _Background:
+    """``fn(*args)`` started now, beside the caller; :meth:`result` waits and returns it (or raises its error).
+
+    A forked child process where that is safe (Linux, no other Python thread in this process, two
+    threads allowed by ``BMEPIPE_THREADS``), else a thread. ``fn`` must be a module-level function
+    whose result and errors pickle (bmepipe errors do); a child that dies without an answer (killed,
+    out of memory) is replaced by running ``fn`` here.
+    """
+
+    def __init__(self, fn: Callable, *args: Any) -> None:
+        import multiprocessing
+
+        self._fn, self._args = fn, args
+        self._child = self._pool = self._future = None
+        if max_threads() < 2:
+            return  # no concurrency wanted: result() runs fn
+        if sys.platform == "linux" and threading.active_count() == 1 and not multiprocessing.current_process().daemon:
+            context = multiprocessing.get_context("fork")
+            self._receive, send = context.Pipe(duplex=False)
+            self._child = context.Process(target=_run_and_send, args=(send, fn, args), daemon=True,
+                                          name="bmepipe-write")
+            self._child.start()
+            send.close()
+        else:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-write")
+            self._future = self._pool.submit(fn, *args)
+
+    def result(self):
+        if self._future is not None:
+            try:
+                return self._future.result()
+            finally:
+                self._pool.shutdown()
+        if self._child is not None:
+            try:
+                ok, value = self._receive.recv()
+            except EOFError:  # the child died without answering (killed, out of memory): do the work here
+                pass
+            else:
+                if not ok:
+                    raise value
+                return value
+            finally:
+                self._receive.close()
+                self._child.join()
+        return self._fn(*self._args)
+
+
+def _run_and_send(send, fn: Callable, args: tuple) -> None:
+    """In the child: run ``fn(*args)`` and send ``(True, result)`` or ``(False, error)`` to the parent."""
+    try:
+        outcome = (True, fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
+        outcome = (False, exc)
+    try:
+        send.send(outcome)
+    except Exception:  # an error that does not pickle: its type and message still reach the parent
+        send.send((False, OutputError(f"writing failed ({type(outcome[1]).__name__}: {outcome[1]})")))
+    send.close()

@@ -154,7 +154,7 @@ def build_segmentation(
     for side in SIDES:
         for structure in STRUCTURES:
             mask = masks.get(side, {}).get(structure)
-            mask = np.zeros(shape, bool) if mask is None else np.asarray(mask).astype(bool)
+            mask = np.zeros(shape, bool) if mask is None else np.asarray(mask, dtype=bool)  # no copy if bool
             if include_empty or mask.any():
                 selected.append((side, structure, mask))
     if not selected:
@@ -186,8 +186,13 @@ def build_segmentation(
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [side_code]
         descriptions.append(description)
 
-    # Source slice (or frame) f holds mask slice rank[f], whatever order the datasets come in.
-    pixels = np.stack([m for _, _, m in selected], axis=-1)[rank]
+    # Source slice (or frame) f holds mask slice rank[f], whatever order the datasets come in. Each segment
+    # is one contiguous block (segment-major), handed over as a [frame, row, column, segment] view: copying
+    # whole masks and reading one segment's frame is contiguous, where stacking on the last axis is not.
+    pixels = np.empty((len(selected),) + shape, bool)
+    for block, (_, _, mask) in zip(pixels, selected):
+        np.take(mask, rank, axis=0, out=block)
+    pixels = np.moveaxis(pixels, 0, -1)
 
     seg = hd.seg.Segmentation(
         source_images=list(source_datasets),

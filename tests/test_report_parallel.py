@@ -1,0 +1,80 @@
+"""write_outputs builds the DICOM half beside the rest (forked child, thread or serial): same files, same errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from report_synth import make_report, write_series
+
+import bmepipe.report.bundle as bundle
+from bmepipe.errors import OutputError
+from bmepipe.report import read_source_datasets, write_outputs
+
+SHAPE = (8, 32, 36)
+MODES = ("fork", "thread", "serial")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    paths, _ = write_series(tmp_path_factory.mktemp("stir"), shape=SHAPE)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(p) for p in paths])
+    head = np.zeros(SHAPE, bool)
+    head[2:6, 8:20, 4:16] = True
+    bme = np.zeros(SHAPE, bool)
+    bme[3:5, 9:13, 6:10] = True
+    return reader.Execute(), read_source_datasets(paths), {"right": {"femoral_head": head, "bme": bme}}
+
+
+def _set_mode(monkeypatch, mode):
+    """Force one way of running the DICOM half (the choice itself depends on the process)."""
+    monkeypatch.setenv("BMEPIPE_THREADS", "1" if mode == "serial" else "2")
+    monkeypatch.setattr(bundle.threading, "active_count", lambda: 1 if mode == "fork" else 2)
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_every_mode_writes_the_same_bytes(inputs, tmp_path, monkeypatch):
+    image, datasets, masks = inputs
+    original = bundle._write_dicom
+    where = {}
+
+    def write_dicom(out, *args):  # records which process and thread did the DICOM half
+        (out.parent / f"{out.name}.where").write_text(f"{os.getpid()} {threading.get_ident()}")
+        return original(out, *args)
+
+    monkeypatch.setattr(bundle, "_write_dicom", write_dicom)
+    trees = {}
+    for mode in MODES:
+        _set_mode(monkeypatch, mode)
+        written = write_outputs(tmp_path / mode, make_report(), masks, image, datasets, html=False)
+        assert written["dicom_seg"] == tmp_path / mode / "dicom" / "seg.dcm"
+        trees[mode] = _tree(tmp_path / mode)
+        where[mode] = tuple(map(int, (tmp_path / f"{mode}.where").read_text().split()))
+    here = (os.getpid(), threading.get_ident())
+    assert where["serial"] == here
+    assert where["thread"][0] == here[0] and where["thread"][1] != here[1]
+    if sys.platform == "linux":
+        assert where["fork"][0] != here[0]
+    assert {"dicom/seg.dcm", "dicom/sr.dcm", "report.json"} <= set(trees["serial"])
+    assert trees["fork"] == trees["serial"]
+    assert trees["thread"] == trees["serial"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_error_in_the_dicom_half_is_raised_and_report_json_is_not_written(inputs, tmp_path, monkeypatch, mode):
+    image, datasets, masks = inputs
+    shifted = sitk.Image(image)
+    shifted.SetOrigin(tuple(np.add(image.GetOrigin(), (0.0, 0.0, 1.3))))  # the sources are off its grid
+    _set_mode(monkeypatch, mode)
+    with pytest.raises(OutputError, match="do not lie on the reference image grid"):
+        write_outputs(tmp_path / "out", make_report(), masks, shifted, datasets, html=False)
+    assert not (tmp_path / "out" / "report.json").exists()
+    assert not (tmp_path / "out" / "dicom" / "seg.dcm").exists()
