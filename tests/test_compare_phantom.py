@@ -171,3 +171,15 @@ def test_trajectory_rules_on_stated_changes():
     s["pattern"]["now"] = "toh_like"
     label, evidence = trajectory(s)
     assert label == "stable" and any(e["feature"] == "line_length_mm" for e in evidence)
+
+
+def test_hip_registration_is_deterministic(pair):
+    """Same images, same transform: the metric's random sampling is seeded (SimpleITK seed 0 = wall clock)."""
+    from bmepipe.compare.registration import register_hip
+
+    _, base, _, result = pair
+    image = result.baseline.normalized.fluid
+    centre = result.baseline.segmentation.sides["right"].head_center_lps_mm
+    moved = tuple(np.add(centre, (1.0, 0.5, 0.0)))
+    params = [register_hip(image, image, centre, moved)[0].GetParameters() for _ in range(3)]
+    assert params[0] == params[1] == params[2]

@@ -102,3 +102,15 @@ def test_thin_same_frame_overlap_keeps_header_geometry():
     res = resample_to_reference(ns.series(mov, "t1", sigma=0.02, seed=2), ns.series(ref, "stir", sigma=0.02, seed=1))
     assert res.method == "geometry" and "too small" in res.reason
     assert 0.05 < res.overlap < 0.1
+
+
+def test_registration_is_deterministic(stir_ref):
+    """Same input, same transform (ITK's multithreaded metric sums would otherwise vary in the last digits)."""
+    true = rigid(2.0, 0.0, -1.0, (3.0, 2.0, 0.0))
+    t1_grid = ns.make_grid((180, 140, 26), (2.0, 2.0, 4.5), direction=CORONAL)
+    t1 = ns.series(t1_grid, "t1", transform=true.GetInverse(), sigma=0.025, seed=6)
+    runs = [resample_to_reference(volume(t1, "1.2.3.9", "t1"), volume(stir_ref, "1.2.3.7", "stir"))
+            for _ in range(3)]
+    assert all(r.method == "rigid" for r in runs)
+    params = {sitk.Euler3DTransform(r.transform).GetParameters() for r in runs}
+    assert len(params) == 1 and len({r.residual_mm for r in runs}) == 1
