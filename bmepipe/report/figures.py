@@ -116,8 +116,9 @@ def choose_slices(masks_view: Mapping[str, Mapping[str, np.ndarray]], n_slices: 
     chosen: dict[int, list[str]] = {}
     for side in SIDES:
         head = masks_view.get(side, {}).get("femoral_head")
-        if head is not None and head.any():
-            centre = int(round(float(np.mean(np.nonzero(head)[0]))))
+        counts = None if head is None else head.sum(axis=(1, 2), dtype=np.int64)
+        if counts is not None and counts.any():  # centroid slice: mean slice index over the head's voxels
+            centre = int(round(float(counts @ np.arange(n_slices)) / float(counts.sum())))
             chosen.setdefault(centre, []).append(f"{side} femoral head centre")
     for structure, words in (("bme", "most BME"), ("necrosis", "most necrosis"),
                              ("subchondral_line", "most subchondral line")):
@@ -125,7 +126,7 @@ def choose_slices(masks_view: Mapping[str, Mapping[str, np.ndarray]], n_slices: 
         for side in SIDES:
             mask = masks_view.get(side, {}).get(structure)
             if mask is not None:
-                counts += mask.reshape(n_slices, -1).sum(axis=1)
+                counts += mask.sum(axis=(1, 2))
         if counts.max() > 0:
             chosen.setdefault(int(np.argmax(counts)), []).append(words)
     if not chosen:
@@ -198,7 +199,8 @@ def _render(panels, masks_view, index, spacing, title) -> bytes:
     fig.text(0.5, 0.04 / total_h, title + separator + "radiological convention: patient right on image left",
              ha="center", va="bottom", fontsize=8)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white", metadata={"Software": None})
+    # zlib level 1: a third of the default level's time for a PNG about a tenth larger (pixels identical)
+    fig.savefig(buf, format="png", facecolor="white", metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
 
 
