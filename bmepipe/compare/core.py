@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from bmepipe._threads import map_in_threads
 from bmepipe.errors import DifferentPatientError, FollowupOrderError, InputError
 
 __all__ = ["CompareResult", "CompareParams", "StudyOutputs", "compare", "compare_outputs", "trajectory",
@@ -236,24 +237,21 @@ def _compare_sides(report_a: dict, report_b: dict, hips_a: dict, hips_b: dict, f
     from .registration import register_hip, resample_mask, surface_deepening_mm
 
     vox_ml = float(np.prod(fixed.GetSpacing())) / 1000.0
-    sides, maps, transforms = {}, {}, {}
-    for side in SIDES:
+
+    def one_side(side):
         sa, sb = _get(report_a, "sides", side), _get(report_b, "sides", side)
         ha, hb = hips_a.get(side) or {}, hips_b.get(side) or {}
         empty = np.zeros(fixed.GetSize()[::-1], dtype=bool)
-        maps[side] = {k: empty for k in CHANGE_MAPS}
         failed = _side_failed(sa, sb)
         if failed is None and (ha.get("center") is None or hb.get("center") is None):
             failed = {"status": "failed", "reason": "no femoral head centre to register from"}
         if failed is not None:
-            sides[side] = failed
-            continue
+            return failed, {k: empty for k in CHANGE_MAPS}, None
         tx, residual = register_hip(fixed, moving, ha["center"], hb["center"])
-        transforms[side] = tx
         deepening = surface_deepening_mm(ha.get("surface"), hb.get("surface"), ha["center"], ha["radius"], tx)
         bme0 = np.asarray(masks_a[side]["bme"], bool)
         bme1 = resample_mask(masks_b[side]["bme"], moving, fixed, tx)
-        maps[side] = {"resolved": bme0 & ~bme1, "persisted": bme0 & bme1, "new": bme1 & ~bme0}
+        side_maps = {"resolved": bme0 & ~bme1, "persisted": bme0 & bme1, "new": bme1 & ~bme0}
         registration = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in residual.items()}
         rec = {
             "status": "compared",
@@ -261,7 +259,7 @@ def _compare_sides(report_a: dict, report_b: dict, hips_a: dict, hips_b: dict, f
             "bme": {"volume_ml": _pair(sa, sb, "bme", "volume_ml"),
                     "fraction": {r: _pair(sa, sb, "bme", "fraction", r)
                                  for r in (_get(sa, "bme", "fraction") or {})},
-                    **{f"{k}_ml": round(float(m.sum()) * vox_ml, 3) for k, m in maps[side].items()}},
+                    **{f"{k}_ml": round(float(m.sum()) * vox_ml, 3) for k, m in side_maps.items()}},
             "avn": {"necrotic_extent_pct": _pair(sa, sb, "avn", "necrotic_extent_pct"),
                     "collapse_mm": _pair(sa, sb, "avn", "collapse_mm"),
                     "surface_deepening_mm": None if deepening is None else round(deepening, 3)},
@@ -275,7 +273,14 @@ def _compare_sides(report_a: dict, report_b: dict, hips_a: dict, hips_b: dict, f
             round(v["change"] / v["then"], 4) if v["change"] is not None and v["then"] else None)
         label, evidence = trajectory(rec, params)
         rec["trajectory"] = {"label": label, "evidence": evidence}
-        sides[side] = rec
+        return rec, side_maps, tx
+
+    # the hips are registered independently: one thread each
+    sides, maps, transforms = {}, {}, {}
+    for side, (rec, side_maps, tx) in zip(SIDES, map_in_threads(one_side, SIDES)):
+        sides[side], maps[side] = rec, side_maps
+        if tx is not None:
+            transforms[side] = tx
     return sides, maps, transforms
 
 
@@ -306,8 +311,8 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
     study_a, study_b = _study(baseline), _study(followup)
     id_a, id_b = study_identity(study_a), study_identity(study_b)
     interval = check_pair(id_a, id_b, force=force, path=followup if isinstance(followup, (str, Path)) else None)
-    a = _analysis(baseline, study_a, config)
-    b = _analysis(followup, study_b, config)
+    # the two analyses are independent: one thread each (their heavy steps release the GIL)
+    a, b = map_in_threads(lambda pair: _analysis(pair[0], pair[1], config), ((baseline, study_a), (followup, study_b)))
 
     def hips(analysis):
         return {side: {"center": g.head_center_lps_mm, "radius": g.head_radius_mm,
