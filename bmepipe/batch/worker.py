@@ -36,9 +36,10 @@ from typing import Any, Callable, Optional
 __all__ = ["WorkerSlot", "Interrupted", "one_line_error", "dumps", "crash_stack"]
 
 
-#: Environment variables that cap the threads of numerical libraries (read when they initialise).
+#: Environment variables that cap the threads of numerical libraries (read when they initialise) and
+#: bmepipe's own per-hip threads (``bmepipe._threads``).
 THREAD_LIMIT_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                          "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+                          "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "BMEPIPE_THREADS")
 
 
 class Interrupted(Exception):
