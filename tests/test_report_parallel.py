@@ -78,3 +78,11 @@ def test_an_error_in_the_dicom_half_is_raised_and_report_json_is_not_written(inp
         write_outputs(tmp_path / "out", make_report(), masks, shifted, datasets, html=False)
     assert not (tmp_path / "out" / "report.json").exists()
     assert not (tmp_path / "out" / "dicom" / "seg.dcm").exists()
+
+
+def test_preload_initialises_the_writers_without_leaving_threads():
+    before = threading.active_count()
+    bundle.preload()
+    bundle.preload()  # a second call is harmless
+    assert {"highdicom", "matplotlib.figure", "skimage.measure"} <= set(sys.modules)
+    assert threading.active_count() == before  # write_outputs may still fork afterwards

@@ -17,6 +17,7 @@ import hashlib
 import os
 import sys
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from bmepipe._threads import max_threads
-from bmepipe.errors import DicomReadError, OutputError
+from bmepipe.errors import BmepipeError, DicomReadError, OutputError
 from bmepipe.io.atomic import atomic_write_text
 
 from .figures import overlay_figures
@@ -35,7 +36,7 @@ from .schema import SIDES, STRUCTURES, to_jsonable, validate_report
 from .seg import build_segmentation, write_dicom_seg
 from .sr import build_measurement_report, write_dicom_sr
 
-__all__ = ["OUTPUT_FILES", "read_source_datasets", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "preload", "read_source_datasets", "write_outputs"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -45,7 +46,10 @@ OUTPUT_FILES = {"report_json": "report.json", "report_html": "report.html",
 
 
 def read_source_datasets(source_files: Sequence[PathLike]) -> list:
-    """Read the source series for SEG/SR (``VolumeMeta.source_files``; a repeated multi-frame file is read once)."""
+    """Read the source series for SEG/SR (``VolumeMeta.source_files``; a repeated multi-frame file is read once).
+
+    Headers only: the SEG and SR take geometry and references from them, never pixels.
+    """
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
 
@@ -55,10 +59,37 @@ def read_source_datasets(source_files: Sequence[PathLike]) -> list:
             continue
         seen.add(os.fspath(path))
         try:
-            datasets.append(dcmread(path))
+            datasets.append(dcmread(path, stop_before_pixels=True))
         except (InvalidDicomError, OSError, ValueError) as exc:
             raise DicomReadError(f"cannot re-read the source image ({type(exc).__name__})", path) from exc
     return datasets
+
+
+def preload() -> None:
+    """Import and initialise what :func:`write_outputs` needs on first use (about 0.8 s of CPU).
+
+    highdicom and the DICOM tables it reads on its first object, matplotlib and its font list, the
+    report schema validator. For a background thread started early in an analysis, while NumPy and
+    SimpleITK work leaves the GIL free, and joined before :func:`write_outputs`: the write stage (and
+    the child it forks for the DICOM objects) then finds all of it done. Calling it twice is cheap.
+    """
+    import highdicom  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    from matplotlib import font_manager, patheffects  # noqa: F401
+    from matplotlib.backends import backend_agg  # noqa: F401
+    from PIL import PngImagePlugin  # noqa: F401
+    from skimage import measure  # noqa: F401
+
+    from .schema import SCHEMA_VERSION, _validator
+
+    _validator(SCHEMA_VERSION)
+    font_manager.findfont("DejaVu Sans")
+    with contextlib.suppress(ImportError, AttributeError):  # private tables (22 MB JSON), read once per process
+        from highdicom import _standard_utils
+
+        _standard_utils.get_module_attribute_map()
+        _standard_utils.get_iod_module_map()
+        _standard_utils.get_sop_class_iod_map()
 
 
 def write_outputs(
@@ -180,13 +211,17 @@ class _Background:
         if sys.platform == "linux" and threading.active_count() == 1 and not multiprocessing.current_process().daemon:
             context = multiprocessing.get_context("fork")
             self._receive, send = context.Pipe(duplex=False)
-            self._child = context.Process(target=_run_and_send, args=(send, fn, args), daemon=True,
-                                          name="bmepipe-write")
-            self._child.start()
-            send.close()
-        else:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-write")
-            self._future = self._pool.submit(fn, *args)
+            child = context.Process(target=_run_and_send, args=(send, fn, args), daemon=True, name="bmepipe-write")
+            try:
+                child.start()
+                self._child = child
+                return
+            except OSError:  # no process to spare (limits, memory): a thread instead
+                self._receive.close()
+            finally:
+                send.close()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-write")
+        self._future = self._pool.submit(fn, *args)
 
     def result(self):
         if self._future is not None:
@@ -214,6 +249,8 @@ def _run_and_send(send, fn: Callable, args: tuple) -> None:
     try:
         outcome = (True, fn(*args))
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
+        if not isinstance(exc, BmepipeError) and hasattr(exc, "add_note"):  # keep the child's traceback (3.11+)
+            exc.add_note(traceback.format_exc())
         outcome = (False, exc)
     try:
         send.send(outcome)
