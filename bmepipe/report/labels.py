@@ -90,7 +90,7 @@ def write_mask(mask: np.ndarray, reference_image, path: PathLike, *, what: str =
     """
     import SimpleITK as sitk
 
-    image = sitk.GetImageFromArray(np.asarray(mask).astype(bool).astype(np.uint8))
+    image = sitk.GetImageFromArray(np.asarray(mask, dtype=bool).view(np.uint8))  # 0/1 bytes, no copy if bool
     image.CopyInformation(reference_image)
     try:
         with atomic_path(path) as tmp:
