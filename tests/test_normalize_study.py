@@ -50,21 +50,28 @@ def test_normalize_study_needs_a_fluid_sensitive_series():
         normalize_study(SimpleNamespace(fluid_sensitive=None, t1=None))
 
 
-def test_threads_change_nothing(monkeypatch):
-    """Bias fields fitted on two threads and QC in two groups give the serial result, bit for bit."""
+@pytest.mark.parametrize("moved", [False, True], ids=["still", "moved"])
+def test_threads_change_nothing(monkeypatch, moved):
+    """Bias fields on two threads, QC in two groups and the motion check beside standardization (its result
+    discarded when the patient moved) give the serial result, bit for bit."""
     fluid_grid = ns.make_grid((160, 160, 20), (2.2, 2.2, 5.0), direction=CORONAL)
     p = ns.physical_points(fluid_grid)
     field = ns.smooth_bias(p, 0.4, seed=8)
     fluid = ns.series(fluid_grid, "stir", bias=field, sigma=0.3 / 20, seed=3)
-    t1 = ns.series(fluid_grid, "t1", bias=field, sigma=0.35 / 30, seed=4)
+    motion = sitk.Euler3DTransform()
+    if moved:
+        motion.SetRotation(0.0, 0.0, np.deg2rad(2.0))
+        motion.SetTranslation((4.0, 0.0, -3.0))
+    t1 = ns.series(fluid_grid, "t1", bias=field, transform=motion.GetInverse(), sigma=0.35 / 30, seed=4)
     sel = SimpleNamespace(fluid_sensitive=volume(fluid, "stir"), t1=volume(t1, "t1"))
     runs = []
     for threads in ("1", "2"):
         monkeypatch.setenv("BMEPIPE_THREADS", threads)
         out = normalize_study(sel)
+        assert out.grid.method == ("rigid" if moved else "geometry")
         arrays = [sitk.GetArrayFromImage(im) for im in (out.fluid_bias_field, out.t1_bias_field, out.fluid_rel,
-                                                         out.t1_rel)]
-        runs.append((arrays, out.to_dict()["quality"], out.to_dict()["standardization"]))
+                                                         out.t1_rel, out.body)]
+        runs.append((arrays, out.to_dict()["quality"], out.to_dict()["standardization"], out.grid.to_dict()))
     for a, b in zip(runs[0][0], runs[1][0]):
         assert np.array_equal(a, b)
     assert runs[0][1:] == runs[1][1:]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Optional
 
 import SimpleITK as sitk
 
-from .._threads import map_in_threads
-from ..errors import SeriesSelectionError
+from .._threads import map_in_threads, max_threads
+from ..errors import BmepipeError, SeriesSelectionError
 from ..io.types import Volume
 from .bias import body_mask, correct_bias
 from .grid import GridResult, resample_to_reference
@@ -110,29 +111,61 @@ def normalize_study(
     timings["bias"] = time.perf_counter() - t0
 
     body = body_mask(fluid)
-    if t1_vol is not None:
-        t0 = time.perf_counter()
-        # Register the bias-corrected series (a bias field misleads mutual information).
-        grid = resample_to_reference(
-            Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta), register=register, reference_body=body
-        )
-        t1 = grid.image
-        timings["grid"] = time.perf_counter() - t0
-        # T1 shows the subcutaneous fat that STIR nulls: the union is the body.
-        body = sitk.Or(body, sitk.And(body_mask(t1), grid.inside))
+    t1_moving, fluid_ref = (Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta)) if t1_vol else (None, None)
 
-    t0 = time.perf_counter()
-    depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(body) > 0, fluid.GetSpacing())  # landmarks and QC
-    std = standardize(fluid, t1, body=body, depth_mm=depth)
-    timings["standardize"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    quality = assess_quality(
-        fluid, t1, body=body, muscle=sitk.GetArrayFromImage(std.reference_mask) > 0,
-        head_centres_mm=head_centres_mm, head_radii_mm=head_radii_mm,
-        noise_sigma_fluid=std.noise_sigma_fluid_rel * std.reference_value_fluid,
-        noise_sigma_t1=None if t1 is None else std.noise_sigma_t1_rel * std.reference_value_t1, depth_mm=depth,
-    )
-    timings["qc"] = time.perf_counter() - t0
+    def finish(grid):
+        """Body, standardization and QC on the fluid grid, given how T1 was mapped (or None)."""
+        steps = {}
+        t1_img, full_body = None, body
+        if grid is not None:
+            t1_img = grid.image
+            # T1 shows the subcutaneous fat that STIR nulls: the union is the body.
+            full_body = sitk.Or(body, sitk.And(body_mask(t1_img), grid.inside))
+        t0 = time.perf_counter()
+        depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(full_body) > 0, fluid.GetSpacing())  # landmarks, QC
+        std = standardize(fluid, t1_img, body=full_body, depth_mm=depth)
+        steps["standardize"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        quality = assess_quality(
+            fluid, t1_img, body=full_body, muscle=sitk.GetArrayFromImage(std.reference_mask) > 0,
+            head_centres_mm=head_centres_mm, head_radii_mm=head_radii_mm,
+            noise_sigma_fluid=std.noise_sigma_fluid_rel * std.reference_value_fluid,
+            noise_sigma_t1=None if t1_img is None else std.noise_sigma_t1_rel * std.reference_value_t1,
+            depth_mm=depth,
+        )
+        steps["qc"] = time.perf_counter() - t0
+        return t1_img, full_body, std, quality, steps
+
+    def map_t1(mode):
+        # the bias-corrected series are registered (a bias field misleads mutual information)
+        t0 = time.perf_counter()
+        grid = resample_to_reference(t1_moving, fluid_ref, register=mode, reference_body=body)
+        return grid, time.perf_counter() - t0
+
+    grid = done = None
+    if t1_vol is None:
+        done = finish(None)
+    elif register == "auto" and max_threads() > 1:
+        # Most same-frame pairs show no motion, and the motion check then keeps the header geometry. Run the
+        # check on a second thread while standardization and QC proceed on the header-geometry resampling;
+        # redo them only if the check moved T1 (motion, or other frames of reference). The result is the
+        # same as waiting for the check first.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-grid") as pool:
+            check = pool.submit(map_t1, register)
+            try:
+                guess, _ = map_t1("never")
+                speculative = finish(guess)
+            except BmepipeError:  # e.g. no header overlap across frames: only the registration can tell
+                speculative = None
+            grid, timings["grid"] = check.result()
+        if speculative is not None and grid.method == "geometry":
+            done = speculative
+    else:
+        grid, timings["grid"] = map_t1(register)
+    if done is None:
+        done = finish(grid)
+    t1, body, std, quality, steps = done
+    timings.update(steps)
     return NormalizedStudy(
         fluid=fluid, t1=t1, fluid_rel=std.fluid_rel, t1_rel=std.t1_rel, body=body,
         fluid_bias_field=fluid_field, t1_bias_field=t1_field, grid=grid,
