@@ -34,6 +34,10 @@ EDEMA_T1_MIN = 1.15
 CORTEX_T1_MAX = 0.6
 #: ... and the fluid-sensitive signal below muscle (joint fluid is as dark on T1 but bright here).
 CORTEX_FLUID_MAX = 0.8
+#: Smallest downward z component of a neck candidate ray: the neck axis descends by NSA - 90 degrees
+#: minus the shaft adduction, at least about 5 degrees for a neck-shaft angle of 100 (anatomy.md range
+#: 100-146 degrees on CT); sin(5 deg) ~ 0.09.
+NECK_MIN_DESCENT = 0.09
 
 
 def bone_classes(t1: np.ndarray | None, fluid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,17 +60,24 @@ def _sample(mask_f: np.ndarray, grid: Grid, points: np.ndarray) -> np.ndarray:
     return ndimage.map_coordinates(mask_f, idx, order=1, mode="constant", cval=0.0).reshape(points.shape[:-1])
 
 
-def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float) -> tuple[np.ndarray | None, float]:
+def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float,
+                   lateral=None) -> tuple[np.ndarray | None, float]:
     """Directions from the head centre along which bone continues past the sphere without a gap.
 
     Towards the acetabulum the joint space (cartilage, fluid) interrupts bone just
     outside the head; only through the neck is bone continuous. Only rays within 30
     degrees of the slice plane are used: across thick slices the head's pole is
-    blurred into the surrounding fat. Returns the mean of those directions and the
+    blurred into the surrounding fat. With ``lateral`` (unit LPS vector towards the
+    patient's side) only inferolateral rays are candidates: the neck runs down and out
+    from the head (neck-shaft angle 100-146 degrees, anatomy.md), whereas fat next to the
+    head's upper lateral surface, joined to it by blurred cartilage at coarse resolution,
+    lies level with or above the centre. Returns the mean of those directions and the
     cone half-angle (degrees) that holds them, or ``(None, 0)``.
     """
     d = fibonacci_directions(2400)
     d = d[np.abs(d @ grid.normal) < 0.5]
+    if lateral is not None:
+        d = d[(d @ np.asarray(lateral, float) > 0) & (d[:, 2] < -NECK_MIN_DESCENT)]
     r = np.arange(radius_mm - 2.0, radius_mm + 12.01, 1.0)
     prof = _sample(bone_f, grid, np.asarray(centre)[None, None, :] + r[None, :, None] * d[:, None, :])
     cont = (prof >= 0.5).all(1)

@@ -89,6 +89,11 @@ TANGENTIAL_CORE_MM = 4.0
 #: and the thin-cortex detector (tuned on phantoms: 6 and 4 of 4-6).
 BARRIER_WIDTH_MM = 6.0
 THIN_CORTEX_WIDTH_MM = 4.0
+#: Farthest lateral reach of the proximal femur from the head centre (mm): femoral offset (head centre to
+#: shaft axis) 42.9 +- 6.8 mm on 3D CT (Carmona et al., anatomy.md) taken to +3 SD, plus the largest shaft
+#: radius (16.5 mm, anatomy.md [approx]). Fat lateral to the greater trochanter, which blurred cortex can
+#: join to the femur at coarse resolution, lies beyond it (the phantom femurs reach 48-64 mm).
+FEMUR_LATERAL_REACH_MM = 42.9 + 3 * 6.8 + 16.5
 #: Plausible neck-shaft angles (adults about 125-140, range 100-146 on CT; anatomy.md) with margin.
 NECK_SHAFT_ANGLE_RANGE_DEG = (95.0, 165.0)
 #: Reach of the capsular recess (where effusion collects) beyond the neck surface, mm [approx]: the MRI
@@ -418,12 +423,13 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
     # anatomical envelope: no femoral bone medial to the head, above it, or far lateral to the
     # trochanter (anatomy.md: the trochanter tip is at about the level of the head centre)
     u = px if side == "left" else -px  # lateral coordinate
-    envelope = (u >= -(r + 3.0)) & (u <= 100.0) & (pz <= r + 5.0)
+    envelope = (u >= -(r + 3.0)) & (u <= FEMUR_LATERAL_REACH_MM) & (pz <= r + 5.0)
     lookup, dev = _collapse_lookup(dirs, surf, r)
     # seed: head interior in slices cutting the sphere near its equator (sharp in-plane edges)
     dz = px * np.float32(grid.normal[0]) + py * np.float32(grid.normal[1]) + pz * np.float32(grid.normal[2])
     seed = (rr < r - 3.0) & (np.abs(dz) < 0.6 * r)
-    n0, cone = neck_direction((marrow_like | seed).astype(np.float32), sub, c, r)
+    lateral = np.array([-1.0 if side == "right" else 1.0, 0.0, 0.0])
+    n0, cone = neck_direction((marrow_like | seed).astype(np.float32), sub, c, r, lateral)
     if n0 is None:
         raise _SideFailure("femoral head found but no femoral neck continues from it")
     comp = femur_component(marrow_like & envelope, thin_cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing,
@@ -442,7 +448,6 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
         low = comp & (pz < -40.0)
         p_s = (np.array([X_[low].mean(), Y_[low].mean(), Z_[low].mean()]) if low.any() else c + 45.0 * n)
         warnings.append("shaft axis assumed: too little femoral shaft in the field of view")
-    lateral = np.array([-1.0 if side == "right" else 1.0, 0.0, 0.0])
     nsa = _neck_shaft_angle(n, s)
     if n @ lateral <= 0 or n[2] >= 0 or not NECK_SHAFT_ANGLE_RANGE_DEG[0] <= nsa <= NECK_SHAFT_ANGLE_RANGE_DEG[1]:
         raise _SideFailure(f"implausible femoral neck direction (neck-shaft angle {nsa:.0f} degrees; the neck must "
