@@ -7,7 +7,9 @@ process while this process writes the label maps and renders the figures, so
 the two halves use two cores instead of taking turns on the GIL. The child is
 forked only on Linux, when this process runs no other Python thread (forking
 is then safe) and :func:`bmepipe._threads.max_threads` allows two; otherwise
-the DICOM half runs on a thread. Either way every file is the same, byte for byte.
+the DICOM half runs on a thread (``BMEPIPE_THREADS=1``: one after the other).
+Either way every file is the same, byte for byte. :func:`preload` does the
+first-use work (imports, highdicom's tables) ahead of time, e.g. on a thread.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from .figures import overlay_figures
 from .html import render_html
 from .json_report import dumps_report
 from .labels import write_label_maps
-from .schema import SIDES, STRUCTURES, to_jsonable, validate_report
+from .schema import SIDES, STRUCTURES, to_jsonable
 from .seg import build_segmentation, write_dicom_seg
 from .sr import build_measurement_report, write_dicom_sr
 
