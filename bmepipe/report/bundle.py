@@ -15,6 +15,7 @@ first-use work (imports, highdicom's tables) ahead of time, e.g. on a thread.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import sys
@@ -204,24 +205,16 @@ class _Background:
     """
 
     def __init__(self, fn: Callable, *args: Any) -> None:
-        import multiprocessing
-
         self._fn, self._args = fn, args
         self._child = self._pool = self._future = None
         if max_threads() < 2:
             return  # no concurrency wanted: result() runs fn
-        if sys.platform == "linux" and threading.active_count() == 1 and not multiprocessing.current_process().daemon:
-            context = multiprocessing.get_context("fork")
-            self._receive, send = context.Pipe(duplex=False)
-            child = context.Process(target=_run_and_send, args=(send, fn, args), daemon=True, name="bmepipe-write")
+        if _can_fork():
             try:
-                child.start()
-                self._child = child
+                self._child, self._receive = _fork(fn, args)
                 return
             except OSError:  # no process to spare (limits, memory): a thread instead
-                self._receive.close()
-            finally:
-                send.close()
+                pass
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-write")
         self._future = self._pool.submit(fn, *args)
 
@@ -244,6 +237,37 @@ class _Background:
                 self._receive.close()
                 self._child.join()
         return self._fn(*self._args)
+
+
+def _can_fork() -> bool:
+    """Forking is safe: Linux, no other Python thread (none can hold a lock the child would need), no daemon."""
+    import multiprocessing
+
+    return sys.platform == "linux" and threading.active_count() == 1 and not multiprocessing.current_process().daemon
+
+
+def _fork(fn: Callable, args: tuple):
+    """Start ``fn(*args)`` in a forked child; ``(process, receiving end of the pipe its outcome comes down)``."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_run_and_send, args=(send, fn, args), daemon=True, name="bmepipe-write")
+    # Frozen objects are left alone by the child's garbage collector, so their pages are not copied into the
+    # child (Python's advice for fork). Skipped if the application froze objects itself.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        child.start()
+    except BaseException:
+        receive.close()
+        raise
+    finally:
+        if freeze:
+            gc.unfreeze()
+        send.close()
+    return child, receive
 
 
 def _run_and_send(send, fn: Callable, args: tuple) -> None:
