@@ -86,3 +86,14 @@ def test_preload_initialises_the_writers_without_leaving_threads():
     bundle.preload()  # a second call is harmless
     assert {"highdicom", "matplotlib.figure", "skimage.measure"} <= set(sys.modules)
     assert threading.active_count() == before  # write_outputs may still fork afterwards
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the DICOM half runs in a forked child on Linux only")
+def test_a_child_that_dies_without_answering_is_replaced_by_the_work_done_here(inputs, tmp_path, monkeypatch):
+    image, datasets, masks = inputs
+    _set_mode(monkeypatch, "serial")
+    write_outputs(tmp_path / "serial", make_report(), masks, image, datasets, html=False)
+    _set_mode(monkeypatch, "fork")
+    monkeypatch.setattr(bundle, "_run_and_send", lambda send, fn, args: os._exit(3))  # as if killed
+    write_outputs(tmp_path / "died", make_report(), masks, image, datasets, html=False)
+    assert _tree(tmp_path / "died") == _tree(tmp_path / "serial")
