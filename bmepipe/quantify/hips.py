@@ -135,7 +135,8 @@ def _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml
         fluid_rays = frame.sample(fluid, segmentation)
         head_rays = frame.sample(head.astype(np.float32), segmentation)
         t1_rays = None if t1 is None else frame.sample(t1, segmentation)
-        seg_fit = find_necrotic_segment(frame, t1_rays, fluid_rays, head_rays, t_n, params)
+        seg_fit = find_necrotic_segment(frame, t1_rays, fluid_rays, head_rays, t_n, params,
+                                        edema_level=f_n + params.bme_edema_fraction * (f_ed - f_n))
         if seg_fit is not None:
             zyx = np.argwhere(head)
             loc = _voxel_local(zyx, segmentation, frame.center, frame.axes)

@@ -40,6 +40,9 @@ __all__ = ["find_necrotic_segment", "fit_sphere", "jic_type", "kerboul_grade", "
 
 #: Modified Kerboul grade lower bounds (degrees), Ha et al. 2006 (clinical.md section 4).
 KERBOUL_GRADES = (200.0, 250.0, 300.0)
+#: Half-width (mm) of the window around a T1 dip in which the fluid-sensitive signal must fall below the
+#: edema level for the dip to be a band: the band is 1.6-2.8 mm wide [approx] and blurred by the pixel.
+BAND_FLUID_WINDOW_MM = 2.0
 #: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
 ARCO_EXTENT = (15.0, 30.0)
 
@@ -53,8 +56,20 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     return c, float(np.sqrt(max(sol[3] + c @ c, 0.0)))
 
 
+def _faces_out(points: np.ndarray, c: np.ndarray) -> bool:
+    """True when the ball centre ``c`` lies beyond the band points along their rays from the head centre.
+
+    The segment is subchondral: on every band ray it runs from the band out to the articular
+    surface, so it is the inside of the fitted ball only when the ball's centre lies outwards of
+    the band. Band points on a narrow cap at nearly constant depth fit a small ball around the head
+    centre, or a large one below it, as well as the real border: those face inwards.
+    """
+    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
+    return float(np.median(((c[None, :] - points) * q).sum(axis=1))) > 0.0
+
+
 def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, radius_range, n_iter: int = 300):
-    """Sphere with the most points within ``tol_mm``, radius inside ``radius_range`` (mm)."""
+    """Outward-facing sphere (:func:`_faces_out`) with the most points within ``tol_mm``, radius in ``radius_range``."""
     best = None
     n = len(points)
     for _ in range(n_iter):
@@ -63,15 +78,19 @@ def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, 
             c, r = fit_sphere(points[idx])
         except np.linalg.LinAlgError:
             continue
-        if not radius_range[0] <= r <= radius_range[1]:
+        if not radius_range[0] <= r <= radius_range[1] or not _faces_out(points[idx], c):
             continue  # e.g. a tiny sphere around dips clustered near the head centre
         inl = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
         if best is None or inl.sum() > best.sum():
-            best = inl
+            best, c_best, r_best = inl, c, r
     if best is None or best.sum() < 4:
         return None
-    for _ in range(3):  # refine on the inliers
-        c, r = fit_sphere(points[best])
+    c, r = c_best, r_best
+    for _ in range(3):  # refine on the inliers, keeping the constraints (a refit may slide to a tiny sphere)
+        c_new, r_new = fit_sphere(points[best])
+        if not radius_range[0] <= r_new <= radius_range[1] or not _faces_out(points[best], c_new):
+            break
+        c, r = c_new, r_new
         best = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
     return c, r, best
 
@@ -184,8 +203,15 @@ def acetabular_edge_deg(frame: HeadFrame, acetabulum_rays: Optional[np.ndarray],
 
 def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np.ndarray,
                           head_rays: np.ndarray, t1_normal: Optional[float], params: QuantifyParams,
-                          seed: int = 0) -> Optional[dict]:
+                          seed: int = 0, edema_level: Optional[float] = None) -> Optional[dict]:
     """Fit the necrotic segment's border on the rays; None when no band is found.
+
+    ``edema_level`` (standardized fluid-sensitive signal of marrow at the BME threshold): a T1
+    dip counts as the band only where the fluid-sensitive signal within ``BAND_FLUID_WINDOW_MM``
+    of it falls below this level. The band is low-signal on T1 *and* fluid-sensitive images
+    (JIC band; dark outer line of the double-line sign, Mitchell 1987), whereas a T1 dip inside
+    bright edema is edematous marrow (at coarse resolution, ringing of the subchondral plate
+    across an edematous head shows as such dips).
 
     Returns
     -------
@@ -204,6 +230,11 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     # near the centre every ray crosses the same few voxels: a band passing there would look like a tiny sphere
     valid = (head_rays >= 0.5) & (depth >= 2.0)[None, None, :] & (frame.r_mm >= params.band_min_radius_fraction * R)[None, None, :]
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
+    if edema_level is not None and np.isfinite(edema_level):
+        w = max(1, int(round(BAND_FLUID_WINDOW_MM / (frame.r_mm[1] - frame.r_mm[0]))))
+        f_low = ndimage.minimum_filter1d(np.where(head_rays >= 0.5, fluid_rays, np.inf), 2 * w + 1, axis=2)
+        at_dip = np.take_along_axis(f_low, np.maximum(k, 0)[..., None], axis=2)[..., 0]
+        k = np.where(at_dip < edema_level, k, -1)
     half = max(1, int(round(2.0 / (frame.r_mm[1] - frame.r_mm[0]))))
     ks = _steps(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, half, params).reshape(n_th, n_ph)
     k = np.where(k >= 0, k, ks)
