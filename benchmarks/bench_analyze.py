@@ -5,9 +5,11 @@ start; peak memory at most 1.5 GB.
 
 Usage: ``python benchmarks/bench_analyze.py [--repeats 3] [--json PATH]``
 
-Each run happens in a fresh child process (so peak RSS is that run's own) on the same study, written once
-by the phantom; the libraries the pipeline uses are imported before the clock starts (interpreter start, which
-the target excludes; their time is printed apart). Rows: the median seconds of every stage (load, select, normalize, segment, quantify,
+Each repeat is a fresh child process (so peak RSS is its own) that analyses the same study twice (written once
+by the phantom): "first" is the process's first study (libraries initialise on first use), "second" the next
+one, as every study after the first in a batch worker. The libraries the pipeline uses are imported before the
+clock starts (interpreter start, which the target excludes; their time is printed apart). The target is judged
+on the first study. Rows: the median seconds of every stage (load, select, normalize, segment, quantify,
 patterns, write), the total, and ``read (baseline)``: SimpleITK's ImageSeriesReader reading the same two
 series, the floor any analysis pays; the ratio column is stage time / baseline.
 """
@@ -51,11 +53,16 @@ def _one_run(study: str, out: str, queue) -> None:
     for name in LIBRARIES:
         importlib.import_module(name)
     imports = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = bmepipe.analyze(study, out)
-    total = time.perf_counter() - t0
+    runs = []
+    for which in ("first", "second"):  # first: libraries initialise on first use; second: as in a batch worker
+        t0 = time.perf_counter()
+        result = bmepipe.analyze(study, f"{out}_{which}")
+        runs.append({"timings": result.timings_s, "total": time.perf_counter() - t0})
+        del result  # the second study does not share the process with the first one's images
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    queue.put({"timings": result.timings_s, "total": total, "peak_mb": peak_mb, "imports": imports})
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # the SEG/SR writer child
+    queue.put({"first": runs[0], "second": runs[1], "peak_mb": peak_mb, "child_peak_mb": child_mb,
+               "imports": imports})
 
 
 def _baseline(study: Path) -> float:
@@ -86,27 +93,35 @@ def main(argv=None) -> int:
             proc.start()
             runs.append(queue.get())
             proc.join()
-    rows = [("read (baseline)", base)]
-    rows += [(s, statistics.median(r["timings"].get(s, 0.0) for r in runs)) for s in STAGES]
-    total = statistics.median(r["total"] for r in runs)
+    med = lambda which, stage: statistics.median(  # noqa: E731
+        (r[which]["timings"].get(stage, 0.0) if stage else r[which]["total"]) for r in runs)
+    rows = [(stage, med("first", stage), med("second", stage)) for stage in STAGES]
+    first, second = med("first", None), med("second", None)
+    rows.append(("total", first, second))
     peak = max(r["peak_mb"] for r in runs)
-    rows.append(("total", total))
+    child = max(r["child_peak_mb"] for r in runs)
     imports = statistics.median(r["imports"] for r in runs)
-    print(f"bmepipe.analyze, 512x512x30 STIR + T1 phantom, median of {args.repeats} runs")
-    print(f"{'stage':<16}{'seconds':>10}{'x baseline':>12}")
-    for name, sec in rows:
-        print(f"{name:<16}{sec:>10.3f}{sec / base:>12.1f}")
-    print(f"(imports of the libraries, before the clock: {imports:.2f} s; not in the total)")
-    print(f"peak memory {peak:.0f} MB (target <= {TARGET_MB:.0f}); total {total:.2f} s (target <= {TARGET_S:.0f} s): "
-          f"{'met' if total <= TARGET_S and peak <= TARGET_MB else 'NOT met'}")
+    print(f"bmepipe.analyze, 512x512x30 STIR + T1 phantom, median of {args.repeats} fresh processes; "
+          f"first = the process's first study, second = the next one (as in a batch worker)")
+    print(f"{'stage':<16}{'first s':>10}{'second s':>10}{'x baseline':>12}")
+    print(f"{'read (baseline)':<16}{base:>10.3f}{base:>10.3f}{1.0:>12.1f}")
+    for name, a, b in rows:
+        print(f"{name:<16}{a:>10.3f}{b:>10.3f}{a / base:>12.1f}")
+    print(f"(imports of the libraries, before the clock: {imports:.2f} s; not in the totals)")
+    met = first <= TARGET_S and peak <= TARGET_MB
+    print(f"peak memory {peak:.0f} MB (target <= {TARGET_MB:.0f}; the SEG/SR writer child's own peak {child:.0f} MB, "
+          f"mostly pages shared with the parent); first study {first:.2f} s, second {second:.2f} s "
+          f"(target <= {TARGET_S:.0f} s): {'met' if met else 'NOT met'} on the first study")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "repeats": args.repeats, "baseline": "SimpleITK ImageSeriesReader, both series",
-            "stages_s": {n: round(s, 4) for n, s in rows}, "total_s": round(total, 3),
-            "peak_memory_mb": round(peak, 1), "imports_s_not_counted": round(imports, 3),
-            "target_s": TARGET_S, "target_mb": TARGET_MB,
-            "met": bool(total <= TARGET_S and peak <= TARGET_MB)}, indent=2))
+            "baseline_s": round(base, 4),
+            "stages_s": {n: {"first": round(a, 4), "second": round(b, 4)} for n, a, b in rows},
+            "total_s": {"first": round(first, 3), "second": round(second, 3)},
+            "peak_memory_mb": round(peak, 1), "writer_child_peak_memory_mb": round(child, 1),
+            "imports_s_not_counted": round(imports, 3), "target_s": TARGET_S, "target_mb": TARGET_MB,
+            "met": bool(met)}, indent=2))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -156,10 +157,11 @@ def normalize_study(
                 guess, _ = map_t1("never")
                 speculative = finish(guess)
             except BmepipeError:  # e.g. no header overlap across frames: only the registration can tell
-                speculative = None
+                guess = speculative = None
             grid, timings["grid"] = check.result()
         if speculative is not None and grid.method == "geometry":
-            done = speculative
+            # the same resampling twice: keep one copy of the images
+            grid, done = dataclasses.replace(grid, image=guess.image, inside=guess.inside), speculative
     else:
         grid, timings["grid"] = map_t1(register)
     if done is None:
