@@ -45,6 +45,7 @@ __all__ = ["t1_surrogate", "segment_side_fluid", "MARROW_FAT_FRACTION", "MUSCLE_
 #: gaps 0.06 / 0.08-0.15 tried): marrow is only 0.06-0.3 above fat on these images.
 MARROW_FAT_FRACTION = 0.6
 MARROW_FAT_GAP = (0.06, 0.15)
+MARROW_PERCENTILE = 50.0
 #: Muscle-like signal (x muscle); large homogeneous patches of it (opened by ``MUSCLE_OPENING_PX``)
 #: are no marrow. *Tuned* (0.85-0.9 / 1.1-1.25 tried).
 MUSCLE_RANGE = (0.9, 1.1)
@@ -61,7 +62,7 @@ FLUID_MAX = 8.0
 CORTEX_LINE_DEPTH = 0.35
 CORTEX_LINE_MIN = 0.12
 CORTEX_LINE_WIDTH_MM = 6.0
-#: Cortex-like voxels are never farther than this (mm, in-plane) from marrow: fat touching the bone
+#: Cortex-like voxels are never farther than this (mm, in-plane, square neighbourhood) from marrow: fat touching the bone
 #: must not be taken as a thick cortex (shaft cortex 4-7 mm, anatomy.md [approx]).
 CORTEX_MAX_MM = 4.0
 #: In-plane Gaussian sigma (pixels) for the tissue classes and for the cortex lines.
@@ -74,6 +75,11 @@ NECK_PRIOR_DIRECTION_DEG = (130.0, 15.0)
 #: where bone may continue (covers neck-shaft angles 100-146 and anteversion -10-30, anatomy.md).
 NECK_CONE_DEG = 50.0
 NECK_SHELL_MM = 22.0
+#: Marrow is a plateau: below muscle level, voxels whose in-plane gradient magnitude (Gaussian of
+#: ``PLATEAU_SIGMA_PX``) exceeds this (x muscle per mm) are the partial-volume band between muscle and
+#: fat, not marrow (thick slices cutting a muscle surface obliquely). *Tuned* (0.06-0.13 tried).
+PLATEAU_GRAD = 0.1
+PLATEAU_SIGMA_PX = 1.0
 #: The head sphere (radius minus this, mm) is bone whatever its signal (edema, necrosis).
 HEAD_BALL_MARGIN_MM = 1.5
 #: The fluid-only sphere fit finds the articular surface this much inside the true one (mm, median
@@ -84,6 +90,12 @@ FLUID_RADIUS_OFFSET_MM = 0.35
 def _mode(values: np.ndarray, lo: float, hi: float, step: float = 0.01) -> float:
     hist, edges = np.histogram(values, bins=np.arange(lo, hi + step / 2, step))
     return float(edges[np.argmax(hist)] + step / 2)
+
+
+def _open(mask: np.ndarray, k: int) -> np.ndarray:
+    """In-plane opening by a (2k+1)-pixel square (separable min / max filters: fast)."""
+    size = (1, 2 * k + 1, 2 * k + 1)
+    return ndimage.maximum_filter(ndimage.minimum_filter(mask.view(np.uint8), size=size), size=size).astype(bool)
 
 
 def _neck_prior(side: str) -> np.ndarray:
@@ -127,7 +139,7 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     # marrow above suppressed fat: levels from the darkest mode and the head interior
     fat = _mode(Fs[Fs < 0.7], 0.0, 0.7)
     inner = Fs[(rr < r - 4.0) & (Fs > fat + 0.02) & (Fs < MUSCLE_RANGE[0])]
-    marrow_level = float(np.median(inner)) if inner.size > 50 else fat + 2 * MARROW_FAT_GAP[0]
+    marrow_level = float(np.percentile(inner, MARROW_PERCENTILE)) if inner.size > 50 else fat + 2 * MARROW_FAT_GAP[0]
     gap = min(max(MARROW_FAT_GAP[0], MARROW_FAT_FRACTION * (marrow_level - fat)), MARROW_FAT_GAP[1])
     dark = Fs < fat + gap
     # cortex lines: thin dark lines between brighter tissue, whatever that tissue is
@@ -143,13 +155,15 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     fluid_min = max(MUSCLE_RANGE[1] + 0.3, min(FLUID_MAX, max(FLUID_EDEMA_RATIO * fluid_level,
                                                                EDEMA_MARGIN * edema_level)))
     muscle = (Fs > MUSCLE_RANGE[0]) & (Fs < MUSCLE_RANGE[1])
-    k = MUSCLE_OPENING_PX
-    muscle = ndimage.binary_opening(muscle, np.ones((1, 2 * k + 1, 2 * k + 1), bool))
+    muscle = _open(muscle, MUSCLE_OPENING_PX)
     marrow = ~dark & ~line & ~muscle & (Fs < fluid_min)
+    sig = (0, PLATEAU_SIGMA_PX, PLATEAU_SIGMA_PX)
+    grad = np.hypot(ndimage.gaussian_filter(F, sig, order=(0, 1, 0)), ndimage.gaussian_filter(F, sig, order=(0, 0, 1)))
+    grad /= min(sub.spacing[:2])  # in-plane only: thick slices
+    marrow &= (grad < PLATEAU_GRAD) | (Fs >= MUSCLE_RANGE[0])
     # muscle-like patches enclosed by marrow (marrow as bright as muscle, the fading edge of edema);
     # the opening first cuts the one- or two-pixel partial-volume rims around muscles
-    opened = ndimage.binary_opening(marrow, np.ones((1, 3, 3), bool))
-    marrow |= np.stack([ndimage.binary_fill_holes(s) for s in opened]) & ~dark & ~line
+    marrow |= np.stack([ndimage.binary_fill_holes(s) for s in _open(marrow, 1)]) & ~dark & ~line
     marrow |= rr < r - HEAD_BALL_MARGIN_MM
     # around the head, bone continues only in the neck cone: the acetabulum stays apart
     shell = (rr >= r - HEAD_BALL_MARGIN_MM) & (rr < r + NECK_SHELL_MM) & (cosang < math.cos(math.radians(NECK_CONE_DEG)))
@@ -158,7 +172,8 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     # cortex-like: darker than fat where fat saturation leaves fat some signal, and near marrow
     floor = float(np.percentile(Fs, 1.0))
     cortex_max = floor + 0.5 * (fat - floor) if fat - floor > 0.12 else fat + gap
-    near = np.stack([ndimage.distance_transform_edt(~m, sampling=sub.spacing[:2]) for m in marrow]) <= CORTEX_MAX_MM
+    k = max(1, int(round(CORTEX_MAX_MM / min(sub.spacing[:2]))))
+    near = ndimage.maximum_filter(marrow.view(np.uint8), size=(1, 2 * k + 1, 2 * k + 1)).astype(bool)
     cortex = ((dark & (Fs < cortex_max)) | line) & near
     out = np.zeros(fluid.shape, np.float32)
     out[roi] = np.where(marrow, 3.0, np.where(cortex | pelvis, 0.3, 1.0))

@@ -266,8 +266,9 @@ def segment_hips(normalized, *, subchondral_depth_mm: float = 5.0, use_t1: bool 
     subchondral_depth_mm : float
         Depth of the subchondral zone below the articular surface (regions.md: 5 mm).
     use_t1 : bool
-        Use the T1 series when present. Without T1 only the head sphere is found: each
-        side then fails with that reason and keeps ``head_center_lps_mm`` / ``head_radius_mm``.
+        Use the T1 series when present. Without T1 the femur is segmented from the
+        fluid-sensitive series alone (:mod:`.fluid_only`, less accurate; the side's
+        ``extras["warnings"]`` says so).
 
     Returns
     -------
