@@ -42,9 +42,9 @@ __all__ = ["t1_surrogate", "segment_side_fluid", "MARROW_FAT_FRACTION", "MUSCLE_
 #: Marrow / fat threshold: this fraction of the way from the suppressed-fat level (the darkest mode
 #: of the hip's box) to the head marrow level (median of the head interior below muscle), at least
 #: ``MARROW_FAT_GAP[0]`` and at most ``MARROW_FAT_GAP[1]`` above fat (x muscle). *Tuned* (0.5-0.6,
-#: gaps 0.06 / 0.08-0.15 tried): marrow is only 0.06-0.3 above fat on these images.
+#: gaps 0.04-0.06 / 0.08-0.15 tried): marrow is only 0.06-0.3 above fat on these images.
 MARROW_FAT_FRACTION = 0.6
-MARROW_FAT_GAP = (0.06, 0.15)
+MARROW_FAT_GAP = (0.06, 0.12)
 MARROW_PERCENTILE = 50.0
 #: Muscle-like signal (x muscle); large homogeneous patches of it (opened by ``MUSCLE_OPENING_PX``)
 #: are no marrow. *Tuned* (0.85-0.9 / 1.1-1.25 tried).
@@ -154,13 +154,13 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     edema_level = float(np.percentile(base, 90)) if base.size else FLUID_MAX
     fluid_min = max(MUSCLE_RANGE[1] + 0.3, min(FLUID_MAX, max(FLUID_EDEMA_RATIO * fluid_level,
                                                                EDEMA_MARGIN * edema_level)))
-    muscle = (Fs > MUSCLE_RANGE[0]) & (Fs < MUSCLE_RANGE[1])
-    muscle = _open(muscle, MUSCLE_OPENING_PX)
-    marrow = ~dark & ~line & ~muscle & (Fs < fluid_min)
     sig = (0, PLATEAU_SIGMA_PX, PLATEAU_SIGMA_PX)
     grad = np.hypot(ndimage.gaussian_filter(F, sig, order=(0, 1, 0)), ndimage.gaussian_filter(F, sig, order=(0, 0, 1)))
     grad /= min(sub.spacing[:2])  # in-plane only: thick slices
-    marrow &= (grad < PLATEAU_GRAD) | (Fs >= MUSCLE_RANGE[0])
+    plateau = grad < PLATEAU_GRAD
+    muscle = (Fs > MUSCLE_RANGE[0]) & (Fs < MUSCLE_RANGE[1])
+    muscle = _open(muscle, MUSCLE_OPENING_PX)
+    marrow = ~dark & ~line & ~muscle & (Fs < fluid_min) & (plateau | (Fs >= MUSCLE_RANGE[0]))
     # muscle-like patches enclosed by marrow (marrow as bright as muscle, the fading edge of edema);
     # the opening first cuts the one- or two-pixel partial-volume rims around muscles
     marrow |= np.stack([ndimage.binary_fill_holes(s) for s in _open(marrow, 1)]) & ~dark & ~line
