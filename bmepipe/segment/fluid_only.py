@@ -62,8 +62,8 @@ FLUID_MAX = 8.0
 CORTEX_LINE_DEPTH = 0.35
 CORTEX_LINE_MIN = 0.12
 CORTEX_LINE_WIDTH_MM = 6.0
-#: Cortex-like voxels are never farther than this (mm, in-plane, square neighbourhood) from marrow: fat touching the bone
-#: must not be taken as a thick cortex (shaft cortex 4-7 mm, anatomy.md [approx]).
+#: Cortex-like voxels are never farther than this (mm, in-plane, square neighbourhood) from marrow:
+#: fat touching the bone must not be taken as a thick cortex (shaft cortex 4-7 mm, anatomy.md [approx]).
 CORTEX_MAX_MM = 4.0
 #: In-plane Gaussian sigma (pixels) for the tissue classes and for the cortex lines.
 SMOOTHING_PX = 1.0
@@ -166,7 +166,8 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     marrow |= np.stack([ndimage.binary_fill_holes(s) for s in _open(marrow, 1)]) & ~dark & ~line
     marrow |= rr < r - HEAD_BALL_MARGIN_MM
     # around the head, bone continues only in the neck cone: the acetabulum stays apart
-    shell = (rr >= r - HEAD_BALL_MARGIN_MM) & (rr < r + NECK_SHELL_MM) & (cosang < math.cos(math.radians(NECK_CONE_DEG)))
+    outside_cone = cosang < math.cos(math.radians(NECK_CONE_DEG))
+    shell = (rr >= r - HEAD_BALL_MARGIN_MM) & (rr < r + NECK_SHELL_MM) & outside_cone
     pelvis = marrow & shell & (rr > r + 2.0)
     marrow &= ~shell
     # cortex-like: darker than fat where fat saturation leaves fat some signal, and near marrow
