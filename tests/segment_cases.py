@@ -3,7 +3,9 @@
 Seeds: the tests use 731953 (held out in session 2; 424242 before) and the benchmark 515151. While
 tuning the segmentation only the single studies with seeds 5, 11, 21 and the suites 7001-7003
 (session 1) and the suites 8801-8802 (session 2: collapse, dent-free sphere fit, leak opening) were
-looked at; the sample data use other seeds. Nothing here is tuned on the test or benchmark seeds.
+looked at; the fluid-sensitive-only path (session 3) was tuned on the suites 4401-4402 (and looked at
+the single study 4405 and the suite 4403); the sample data use other seeds. Nothing here is tuned on
+the test or benchmark seeds.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from bmepipe.errors import ConfigError, InputError
 from bmepipe.phantom import AcquisitionSpec, PhantomSpec, generate_study
 from bmepipe.segment import REGIONS, segment_hips, segment_hips_images
-from segment_cases import collapse_depth_mm, evaluate, normalized, segment_specs
+from segment_cases import collapse_depth_mm, dice, evaluate, normalized, segment_specs
 
 TEST_SEED = 731953  # session 2's held-out seed (session 1 used 424242, since looked at)
 N_CASES = 6  # 12 hips, every pattern on each side at least once
@@ -104,9 +104,12 @@ def test_collapse_depth_within_1mm(suite):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not done (issue 6 gap c): without T1 the femoral regions are not segmented; "
-                   "every side fails loudly, keeping the head sphere. A fat-suppressed image alone does not separate "
-                   "fatty marrow from suppressed fat (tuning suites: fat 0.05-0.65, normal marrow 0.2-1.0 x muscle)")
+@pytest.mark.xfail(strict=True, reason="partly done (issue 6 gap c): without T1 every hip of these two STIR cases "
+                   "is analysed (bmepipe.segment.fluid_only) and 3 of 4 meet every threshold (head Dice 0.960-0.968, "
+                   "neck 0.878-0.931, intertrochanteric 0.868-0.919, centre <= 0.45 mm, radius <= 0.43 mm), but in the "
+                   "AVN hip of case 731953001 the shaft is only partly grown (shaft Dice 0.46): neck Dice 0.804 < "
+                   "0.85, intertrochanteric 0.752 < 0.80 (head 0.978); tuning suites 4401-4402: 23 of 32 hips meet "
+                   "every threshold")
 def test_fluid_sensitive_series_alone_meets_issue_thresholds(suite):
     failures = []
     for spec, study, _ in suite[:2]:
@@ -129,11 +132,12 @@ def test_side_outside_the_field_of_view_fails_with_reason_other_side_analysed():
     assert left.ok
     err = np.linalg.norm(np.subtract(left.head_center_lps_mm, study.truth["sides"]["left"]["head_center_lps_mm"]))
     assert err <= 1.5
-    # without T1 the femur cannot be segmented: the side says so loudly but keeps the head sphere
+    # without T1 the femur is segmented from the fluid-sensitive series alone, and says so
     fluid_only = segment_hips(normalized(study), use_t1=False).sides["left"]
-    assert fluid_only.status == "failed" and "T1" in fluid_only.reason
+    assert fluid_only.ok and any("T1" in w for w in fluid_only.extras["warnings"])
     err = np.linalg.norm(np.subtract(fluid_only.head_center_lps_mm, study.truth["sides"]["left"]["head_center_lps_mm"]))
     assert err <= 1.5
+    assert dice(fluid_only.regions["femoral_head"], study.labels["left_femoral_head"]) >= 0.92
 
 
 def _image(array, spacing=(1.5, 1.5, 4.0)):

@@ -271,8 +271,9 @@ def segment_hips(normalized, *, subchondral_depth_mm: float = 5.0, use_t1: bool 
     subchondral_depth_mm : float
         Depth of the subchondral zone below the articular surface (regions.md: 5 mm).
     use_t1 : bool
-        Use the T1 series when present. Without T1 only the head sphere is found: each
-        side then fails with that reason and keeps ``head_center_lps_mm`` / ``head_radius_mm``.
+        Use the T1 series when present. Without T1 the femur is segmented from the
+        fluid-sensitive series alone (:mod:`.fluid_only`, less accurate; the side's
+        ``extras["warnings"]`` says so).
 
     Returns
     -------
@@ -358,13 +359,10 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
             return _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
         c, r, inlier, surf, score = found
         if T is None:
-            # without T1, fatty marrow looks like fat and cortex like fat-suppressed marrow: only the head
-            # sphere is trustworthy, so the side fails loudly and keeps the sphere for information
-            side_seg = _failed(side, "no T1 series: femoral regions need T1 to tell marrow from fat and cortex "
-                                     "(head sphere only)", subchondral_depth_mm)
-            side_seg.head_center_lps_mm, side_seg.head_radius_mm = tuple(float(v) for v in c), float(r)
-            side_seg.extras = {"inlier_fraction": round(inlier, 3)}
-            return side_seg
+            # without T1 the femur is the dark bone enclosed by muscle, capsule and joint fluid (.fluid_only)
+            from .fluid_only import segment_side_fluid
+
+            return segment_side_fluid(side, c, r, inlier, surf, dirs, grid, F, subchondral_depth_mm, timings)
         t0 = time.perf_counter()
         try:
             return _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, subchondral_depth_mm)

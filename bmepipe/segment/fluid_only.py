@@ -1,0 +1,210 @@
+"""Proximal femur from a fluid-sensitive series alone (STIR, T2/PD fat-saturated; no T1).
+
+On fat-suppressed images fatty marrow and fat are both dark, so intensity alone
+cannot tell the femur from the fat around it. What still separates them:
+
+* cortex is a signal void, a thin line darker than whatever lies on either side of it
+  (marrow, edema, muscle, joint fluid), found with a relative black top-hat;
+* fatty marrow keeps the signal of its water (10-15 %), and on STIR the marrow fat's
+  shorter T1 is not nulled by the fat inversion time, so marrow sits a little above the
+  suppressed fat (the darkest mode of the image);
+* muscle is the reference (1.0 after :func:`bmepipe.normalize.standardize`);
+* joint fluid and effusion are brighter than marrow edema (longer T2);
+* the head sphere (found before, from the articular surface) is bone whatever its signal.
+
+These give a marrow-like / cortex-like classification that is turned into a T1-like
+surrogate image (marrow bright, cortex dark, everything else muscle-like), and the T1 path
+of :mod:`.hips` (femur growth, neck and shaft axes, regions of regions.md, joint space,
+acetabulum) is run on it unchanged. Around the head, bone may only continue inside a
+generous cone around the anatomical neck direction (anatomy.md), so the acetabulum cannot
+join the femur through the joint space.
+
+Thresholds are relative to muscle (= 1). Those marked *tuned* were set on the phantom
+suites 4401 and 4402 (``tests/segment_cases.segment_specs(8, seed)``), never on the test
+or benchmark seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from scipy import ndimage
+
+from . import hips as _hips
+from .sphere import Grid
+from .types import SideSegmentation
+
+__all__ = ["t1_surrogate", "segment_side_fluid", "MARROW_FAT_FRACTION", "MUSCLE_RANGE", "FLUID_EDEMA_RATIO",
+           "CORTEX_LINE_DEPTH", "NECK_PRIOR_DIRECTION_DEG", "NECK_CONE_DEG", "FLUID_RADIUS_OFFSET_MM"]
+
+#: Marrow / fat threshold: this fraction of the way from the suppressed-fat level (the darkest mode
+#: of the hip's box) to the head marrow level (median of the head interior below muscle), at least
+#: ``MARROW_FAT_GAP[0]`` and at most ``MARROW_FAT_GAP[1]`` above fat (x muscle). *Tuned* (0.5-0.6,
+#: gaps 0.04-0.06 / 0.08-0.15 tried): marrow is only 0.06-0.3 above fat on these images.
+MARROW_FAT_FRACTION = 0.6
+MARROW_FAT_GAP = (0.06, 0.12)
+MARROW_PERCENTILE = 50.0
+#: Muscle-like signal (x muscle); large homogeneous patches of it (opened by ``MUSCLE_OPENING_PX``)
+#: are no marrow. *Tuned* (0.85-0.9 / 1.1-1.25 tried).
+MUSCLE_RANGE = (0.9, 1.1)
+MUSCLE_OPENING_PX = 2
+#: Joint fluid / effusion: brighter than this fraction of the joint fluid level (95th percentile
+#: just outside the head) is not marrow, unless edema of the head's base is as bright
+#: (``EDEMA_MARGIN`` x its 90th percentile); never below muscle + 0.3, never above ``FLUID_MAX``.
+#: Fluid T2 500-1200 ms vs edema 60-120 ms (mr_physics.md); *tuned* 0.6 / 1.2.
+FLUID_EDEMA_RATIO = 0.6
+EDEMA_MARGIN = 1.2
+FLUID_MAX = 8.0
+#: Cortex line: the grey closing over ``CORTEX_LINE_WIDTH_MM`` exceeds the image by this fraction of
+#: the closing (and at least ``CORTEX_LINE_MIN`` x muscle). *Tuned* (0.35; 6 mm as the T1 barrier).
+CORTEX_LINE_DEPTH = 0.35
+CORTEX_LINE_MIN = 0.12
+CORTEX_LINE_WIDTH_MM = 6.0
+#: Cortex-like voxels are never farther than this (mm, in-plane, square neighbourhood) from marrow:
+#: fat touching the bone must not be taken as a thick cortex (shaft cortex 4-7 mm, anatomy.md [approx]).
+CORTEX_MAX_MM = 4.0
+#: In-plane Gaussian sigma (pixels) for the tissue classes and for the cortex lines.
+SMOOTHING_PX = 1.0
+LINE_SMOOTHING_PX = 0.6
+#: Anatomical neck direction from the head centre: neck-shaft angle and anteversion (degrees;
+#: anatomy.md: 125-140 and 10-15 typical) ...
+NECK_PRIOR_DIRECTION_DEG = (130.0, 15.0)
+#: ... and the half-angle of the cone around it, within ``NECK_SHELL_MM`` outside the head sphere,
+#: where bone may continue (covers neck-shaft angles 100-146 and anteversion -10-30, anatomy.md).
+NECK_CONE_DEG = 50.0
+NECK_SHELL_MM = 22.0
+#: Marrow is a plateau: below muscle level, voxels whose in-plane gradient magnitude (Gaussian of
+#: ``PLATEAU_SIGMA_PX``) exceeds this (x muscle per mm) are the partial-volume band between muscle and
+#: fat, not marrow (thick slices cutting a muscle surface obliquely). *Tuned* (0.06-0.13 tried).
+PLATEAU_GRAD = 0.1
+PLATEAU_SIGMA_PX = 1.0
+#: The head sphere (radius minus this, mm) is bone whatever its signal (edema, necrosis).
+HEAD_BALL_MARGIN_MM = 1.5
+#: The fluid-only sphere fit finds the articular surface this much inside the true one (mm, median
+#: over 30 hips of the tuning suites: -0.34); added to the radius and the surface radii.
+FLUID_RADIUS_OFFSET_MM = 0.35
+
+
+def _mode(values: np.ndarray, lo: float, hi: float, step: float = 0.01) -> float:
+    hist, edges = np.histogram(values, bins=np.arange(lo, hi + step / 2, step))
+    return float(edges[np.argmax(hist)] + step / 2)
+
+
+def _open(mask: np.ndarray, k: int) -> np.ndarray:
+    """In-plane opening by a (2k+1)-pixel square (separable min / max filters: fast)."""
+    size = (1, 2 * k + 1, 2 * k + 1)
+    return ndimage.maximum_filter(ndimage.minimum_filter(mask.view(np.uint8), size=size), size=size).astype(bool)
+
+
+def _neck_prior(side: str) -> np.ndarray:
+    nsa, version = (math.radians(a) for a in NECK_PRIOR_DIRECTION_DEG)
+    a = nsa - math.pi / 2  # below the horizontal
+    lateral = 1.0 if side == "left" else -1.0  # LPS: patient left is +x
+    return np.array([lateral * math.cos(a) * math.cos(version), math.cos(a) * math.sin(version), -math.sin(a)])
+
+
+def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: str) -> np.ndarray:
+    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1).
+
+    Parameters
+    ----------
+    fluid : ndarray
+        Fluid-sensitive image ``[slice, row, column]`` divided by skeletal muscle.
+    grid : Grid
+        Its geometry.
+    centre, radius_mm
+        Head sphere (LPS mm, mm).
+    side : {"right", "left"}
+
+    Returns
+    -------
+    ndarray, float32
+        3.0 where marrow-like (fatty marrow on T1), 0.3 where cortex-like or pelvic bone
+        near the head, 1.0 elsewhere (muscle-like) inside the hip's box; 0 outside it.
+    """
+    c, r = np.asarray(centre, float), float(radius_mm)
+    lo, hi = _hips._side_box(c, r, side)
+    roi = _hips._roi(grid, lo, hi)
+    sub = _hips._sub_grid(grid, roi)
+    F = fluid[roi]
+    Fs = ndimage.gaussian_filter(F, (0, SMOOTHING_PX, SMOOTHING_PX))
+    X_, Y_, Z_ = sub.axis_coordinates()
+    px, py, pz = X_ - np.float32(c[0]), Y_ - np.float32(c[1]), Z_ - np.float32(c[2])
+    rr = np.sqrt(px * px + py * py + pz * pz)
+    n_prior = _neck_prior(side)
+    cosang = (px * n_prior[0] + py * n_prior[1] + pz * n_prior[2]) / np.maximum(rr, 1e-3)
+
+    # marrow above suppressed fat: levels from the darkest mode and the head interior
+    fat = _mode(Fs[Fs < 0.7], 0.0, 0.7)
+    inner = Fs[(rr < r - 4.0) & (Fs > fat + 0.02) & (Fs < MUSCLE_RANGE[0])]
+    marrow_level = float(np.percentile(inner, MARROW_PERCENTILE)) if inner.size > 50 else fat + 2 * MARROW_FAT_GAP[0]
+    gap = min(max(MARROW_FAT_GAP[0], MARROW_FAT_FRACTION * (marrow_level - fat)), MARROW_FAT_GAP[1])
+    dark = Fs < fat + gap
+    # cortex lines: thin dark lines between brighter tissue, whatever that tissue is
+    Fl = ndimage.gaussian_filter(F, (0, LINE_SMOOTHING_PX, LINE_SMOOTHING_PX))
+    size = max(3, int(round(CORTEX_LINE_WIDTH_MM / min(sub.spacing[:2]))) | 1)
+    closed = ndimage.grey_closing(Fl, size=(1, size, size))
+    line = (closed - Fl) > np.maximum(CORTEX_LINE_MIN, CORTEX_LINE_DEPTH * closed)
+    # joint fluid and effusion brighter than the edema of the head's base
+    joint = Fs[(rr > r + 0.5) & (rr < r + 4.0)]
+    fluid_level = float(np.percentile(joint, 95)) if joint.size else FLUID_MAX
+    base = Fs[(rr > 0.3 * r) & (rr < r - 3.0) & (cosang > 0.5)]
+    edema_level = float(np.percentile(base, 90)) if base.size else FLUID_MAX
+    fluid_min = max(MUSCLE_RANGE[1] + 0.3, min(FLUID_MAX, max(FLUID_EDEMA_RATIO * fluid_level,
+                                                               EDEMA_MARGIN * edema_level)))
+    sig = (0, PLATEAU_SIGMA_PX, PLATEAU_SIGMA_PX)
+    grad = np.hypot(ndimage.gaussian_filter(F, sig, order=(0, 1, 0)), ndimage.gaussian_filter(F, sig, order=(0, 0, 1)))
+    grad /= min(sub.spacing[:2])  # in-plane only: thick slices
+    plateau = grad < PLATEAU_GRAD
+    muscle = (Fs > MUSCLE_RANGE[0]) & (Fs < MUSCLE_RANGE[1])
+    muscle = _open(muscle, MUSCLE_OPENING_PX)
+    marrow = ~dark & ~line & ~muscle & (Fs < fluid_min) & (plateau | (Fs >= MUSCLE_RANGE[0]))
+    # muscle-like patches enclosed by marrow (marrow as bright as muscle, the fading edge of edema);
+    # the opening first cuts the one- or two-pixel partial-volume rims around muscles
+    marrow |= np.stack([ndimage.binary_fill_holes(s) for s in _open(marrow, 1)]) & ~dark & ~line
+    marrow |= rr < r - HEAD_BALL_MARGIN_MM
+    # around the head, bone continues only in the neck cone: the acetabulum stays apart
+    outside_cone = cosang < math.cos(math.radians(NECK_CONE_DEG))
+    shell = (rr >= r - HEAD_BALL_MARGIN_MM) & (rr < r + NECK_SHELL_MM) & outside_cone
+    pelvis = marrow & shell & (rr > r + 2.0)
+    marrow &= ~shell
+    # cortex-like: darker than fat where fat saturation leaves fat some signal, and near marrow
+    floor = float(np.percentile(Fs, 1.0))
+    cortex_max = floor + 0.5 * (fat - floor) if fat - floor > 0.12 else fat + gap
+    k = max(1, int(round(CORTEX_MAX_MM / min(sub.spacing[:2]))))
+    near = ndimage.maximum_filter(marrow.view(np.uint8), size=(1, 2 * k + 1, 2 * k + 1)).astype(bool)
+    cortex = ((dark & (Fs < cortex_max)) | line) & near
+    out = np.zeros(fluid.shape, np.float32)
+    out[roi] = np.where(marrow, 3.0, np.where(cortex | pelvis, 0.3, 1.0))
+    return out
+
+
+def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surface_radii: np.ndarray,
+                       directions: np.ndarray, grid: Grid, fluid: np.ndarray, subchondral_depth_mm: float,
+                       timings: dict | None = None) -> SideSegmentation:
+    """One side from the fluid-sensitive image alone, given its head sphere.
+
+    Runs the T1 path of :mod:`.hips` on :func:`t1_surrogate`. A side whose femur is
+    implausible fails with the reason and keeps its head sphere. Analysed sides carry a
+    warning in ``extras["warnings"]``: the regions are less accurate than with T1.
+    """
+    t0 = time.perf_counter()
+    r = float(radius_mm) + FLUID_RADIUS_OFFSET_MM
+    surf = np.asarray(surface_radii) + FLUID_RADIUS_OFFSET_MM
+    try:
+        t1_like = t1_surrogate(fluid, grid, centre, r, side)
+        out = _hips._segment_side(side, centre, r, inlier, surf, directions, grid, fluid, t1_like,
+                                  subchondral_depth_mm)
+        out.extras.setdefault("warnings", []).append(
+            "no T1 series: femur segmented from the fluid-sensitive series alone (less accurate regions)")
+        return out
+    except _hips._SideFailure as exc:
+        out = _hips._failed(side, f"no T1 series and {exc}", subchondral_depth_mm)
+        out.head_center_lps_mm, out.head_radius_mm = tuple(float(v) for v in centre), r
+        out.extras = {"inlier_fraction": round(inlier, 3)}
+        return out
+    finally:
+        if timings is not None:
+            timings[f"{side}_femur"] = time.perf_counter() - t0
