@@ -293,6 +293,9 @@ def build_report(study, selection, normalized, segmentation, measurements, asses
             entry = _failed_side(entry, meas.reason or segmentation.sides[side].reason or "analysis failed")
         else:
             entry["pattern"] = assessments[side].to_dict()
+        seg = segmentation.sides.get(side)
+        warnings = (seg.extras or {}).get("warnings") if seg is not None and side in cfg.sides else None
+        entry["warnings"] = [str(w) for w in warnings or []]
         sides[side] = entry
     return {
         "schema_version": SCHEMA_VERSION,

@@ -6,6 +6,8 @@ import copy
 
 import numpy as np
 
+from bmepipe.report import SCHEMA_VERSION
+
 REGIONS = ("femoral_head", "femoral_neck", "intertrochanteric", "proximal_shaft", "acetabulum")
 
 
@@ -59,7 +61,7 @@ def make_report() -> dict:
     left.update(status="failed", reason="no femoral head inside the field of view")
     left["pattern"].update(label="indeterminate", evidence=[])
     return copy.deepcopy({
-        "schema_version": "1.0.0",
+        "schema_version": SCHEMA_VERSION,
         "software": {"name": "bmepipe", "version": "0.1.0"},
         "created": None,
         "disclaimer": "Research use only; not a diagnosis.",

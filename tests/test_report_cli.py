@@ -7,7 +7,7 @@ import json
 from report_synth import make_report
 
 from bmepipe.cli import main
-from bmepipe.report import write_report_json
+from bmepipe.report import SCHEMA_VERSION, write_report_json
 
 
 def test_validate_reports(tmp_path, capsys):
@@ -17,7 +17,7 @@ def test_validate_reports(tmp_path, capsys):
     broken["sides"]["right"]["bme"]["volume_ml"] = "large"
     bad.write_text(json.dumps(broken))
     assert main(["validate-report", str(good)]) == 0
-    assert capsys.readouterr().out.strip() == f"{good}: ok (schema 1.0.0)"
+    assert capsys.readouterr().out.strip() == f"{good}: ok (schema {SCHEMA_VERSION})"
     assert main(["validate-report", str(good), str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{bad}: $.sides.right.bme.volume_ml: ") and "\n" not in err
@@ -26,4 +26,4 @@ def test_validate_reports(tmp_path, capsys):
 
 def test_print_schema(capsys):
     assert main(["validate-report", "--schema"]) == 0
-    assert json.loads(capsys.readouterr().out)["$id"].endswith("1.0.0")
+    assert json.loads(capsys.readouterr().out)["$id"].endswith(SCHEMA_VERSION)

@@ -47,7 +47,24 @@ def test_schema_is_valid_draft_2020_12_and_versioned():
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert SCHEMA_VERSION in schema["$id"]
     assert schema["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
-    assert load_schema("1.0.0") == schema
+    assert load_schema(SCHEMA_VERSION) == schema
+
+
+def test_schema_1_1_0_adds_only_the_side_warnings_and_1_0_0_reports_stay_valid():
+    old, new = load_schema("1.0.0"), load_schema("1.1.0")
+    added = set(new["$defs"]["side"]["properties"]) - set(old["$defs"]["side"]["properties"])
+    assert added == {"warnings"} and "warnings" not in new["$defs"]["side"]["required"]
+    report = make_report()
+    report["schema_version"] = "1.0.0"
+    validate_report(report)  # an existing 1.0.0 report.json is still valid against its own version
+    report["sides"]["right"]["warnings"] = ["no T1 series"]
+    with pytest.raises(OutputError, match="warnings"):
+        validate_report(report)  # 1.0.0 has no such field
+    report["schema_version"] = "1.1.0"
+    validate_report(report)
+    report["sides"]["right"]["warnings"] = [3]
+    with pytest.raises(OutputError, match="warnings"):
+        validate_report(report)
 
 
 def test_every_contract_field_is_required():

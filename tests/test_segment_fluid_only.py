@@ -95,9 +95,19 @@ def test_analyze_without_t1_reports_regions(study, tmp_path):
     from bmepipe.phantom import write_study
 
     write_study(study, tmp_path / "case")
-    result = bmepipe.analyze(tmp_path / "case" / "dicom")
+    result = bmepipe.analyze(tmp_path / "case" / "dicom", tmp_path / "out", formats=("json", "html"))
     assert set(result.masks) == {"right", "left"}
     for side in ("right", "left"):
         masks = result.masks[side]
         assert set(FEMUR) <= set(masks)
         assert dice(np.asarray(masks["femoral_head"], bool), study.labels[f"{side}_femoral_head"]) >= 0.92
+    # the reader is told the regions came from the fluid-sensitive series alone (report and HTML)
+    import json
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    html = (tmp_path / "out" / "report.html").read_text()
+    for side in ("right", "left"):
+        entry = report["sides"][side]
+        assert entry["status"] == "analysed"
+        assert any("fluid-sensitive series alone" in w for w in entry["warnings"]), entry["warnings"]
+    assert html.count("Caution: ") >= 2

@@ -40,6 +40,7 @@ tr.flagged td{background:#fde2e1}
 .card table{width:100%;table-layout:fixed;overflow-wrap:anywhere;font-size:12.5px}
 .badge{display:inline-block;color:#fff;border-radius:4px;padding:2px 10px;font-weight:bold;font-size:16px}
 .failed{color:#a00;font-weight:bold}
+.warning{color:#8a5a00;font-weight:bold}
 figure{margin:10px 0 18px}figure img{max-width:100%;height:auto;border:1px solid #ddd;display:block}
 figcaption{color:#444;font-size:12px}pre{background:#f7f7f7;padding:8px;overflow:auto;font-size:12px}
 """
@@ -124,6 +125,8 @@ def _side_card(name: str, side: Mapping) -> str:
     parts = [f'<div class="card" id="side-{name}"><h2>{escape(name.capitalize())} hip</h2>']
     if side.get("status") != "analysed":
         parts.append(f'<p class="failed">Not analysed: {escape(str(side.get("reason") or "unknown reason"))}</p>')
+    for warning in side.get("warnings") or []:
+        parts.append(f'<p class="warning">Caution: {escape(str(warning))}</p>')
     label = str(pattern.get("label", "indeterminate"))
     parts.append(
         f"<p>{_badge(label)} score {escape(format_value(pattern.get('score'), None, 2))}, "

@@ -36,7 +36,8 @@ __all__ = [
     "lookup",
 ]
 
-SCHEMA_VERSION = "1.0.0"
+#: Current report schema; reports of the earlier versions (1.0.0) are still validated against their own.
+SCHEMA_VERSION = "1.1.0"
 SIDES = ("right", "left")
 #: Bone regions per side (shared/reference/regions.md).
 REGIONS = ("femoral_head", "femoral_neck", "intertrochanteric", "proximal_shaft", "acetabulum")
@@ -101,7 +102,7 @@ def validate_report(report: dict, path: Any = None) -> None:
     try:
         validator = _validator(version)
     except OutputError:
-        message = f"$.schema_version: unknown schema version {version!r} (known: {SCHEMA_VERSION})"
+        message = f"$.schema_version: unknown schema version {version!r} (known: 1.0.0, {SCHEMA_VERSION})"
         raise OutputError(message, path) from None
     errors = sorted(validator.iter_errors(report), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:
