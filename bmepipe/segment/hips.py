@@ -32,8 +32,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import ConfigError, InputError
-from .femur import (bone_classes, closest_approach, cortex_barrier, femur_component, neck_axis, neck_direction,
-                    shaft_axis)
+from .femur import (EDEMA_FLUID_MIN, EDEMA_T1_MIN, bone_classes, closest_approach, cortex_barrier, femur_component,
+                    neck_axis, neck_direction, shaft_axis)
 from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_dips, ray_edges, robust_sphere_fit,
                      vote_centres)
 from .._threads import map_in_threads
@@ -149,21 +149,31 @@ def _failed(side: str, reason: str, depth: float) -> SideSegmentation:
 def _surface_radii(images, grid: Grid, centre, radius, directions):
     """Per-ray radius (mm from ``centre``) of the articular bone surface and its edge strength.
 
-    The T1 edge is used where bright marrow backs it (at least ``T1_BACKING_MIN`` x muscle
-    1.5-3.5 mm inside): it lies on the subchondral plate whatever fills the joint. Elsewhere
+    The T1 edge is used where marrow backs it (1.5-3.5 mm inside: fatty marrow at least
+    ``T1_BACKING_MIN`` x muscle, or edematous marrow as in :func:`.femur.bone_classes`):
+    it lies on the subchondral plate whatever fills the joint. Elsewhere
     (necrotic segment with fluid content, no T1) the fluid-sensitive edge is used.
     """
     surf = np.full(len(directions), np.nan)
     strength = np.zeros(len(directions))
+    fluid = next((im[0] for im in images if im[1] > 0), None)
     for img, pol, off in sorted(images, key=lambda im: -im[1]):  # fluid-sensitive first, T1 overrides
         dist, s = ray_edges(img, grid, centre, radius - off, directions, pol)
         ok = np.isfinite(dist)
         if pol < 0 and ok.any():
             depth = np.array([1.5, 2.5, 3.5])
             along = np.where(ok, dist, radius)[:, None] - depth[None, :]
-            pts = np.asarray(centre) + along[:, :, None] * directions[:, None, :]
-            inner = ndimage.map_coordinates(img, grid.to_index(pts.reshape(-1, 3)).T, order=1, mode="nearest")
-            ok &= np.median(inner.reshape(along.shape), axis=1) >= T1_BACKING_MIN
+            idx = grid.to_index((np.asarray(centre) + along[:, :, None] * directions[:, None, :]).reshape(-1, 3)).T
+            inner = np.median(ndimage.map_coordinates(img, idx, order=1, mode="nearest").reshape(along.shape), axis=1)
+            backed = inner >= T1_BACKING_MIN
+            if fluid is not None:
+                # edematous marrow backs the plate too: darker on T1 than fatty marrow but above muscle,
+                # and bright on the fluid-sensitive image (the marrow rule of femur.bone_classes);
+                # fluid content, cartilage and joint fluid are darker than muscle on T1
+                f_in = np.median(ndimage.map_coordinates(fluid, idx, order=1, mode="nearest").reshape(along.shape),
+                                 axis=1)
+                backed |= (inner >= EDEMA_T1_MIN) & (f_in >= EDEMA_FLUID_MIN)
+            ok &= backed
         if pol > 0 and ok.any():
             # where edema or fluid lies under the plate, the plate's dip marks the surface
             dip = ray_dips(img, grid, centre, dist, directions, contrast=PLATE_DIP_CONTRAST)
