@@ -18,7 +18,8 @@ deficit divided by the BME-to-line contrast is the line's thickness, independent
 of blurring (the integral of a blurred profile is preserved). Rays with a thickness
 of at least ``line_min_thickness_mm`` form the line's footprint; its length is the
 arc it spans on the mid-coronal great circle at the line's depth (regions.md: along
-the curve).
+the curve), or, where blur thins its ends below that threshold, the arc integral of
+the thickness there divided by the line's thickness (same preserved-integral argument).
 """
 
 from __future__ import annotations
