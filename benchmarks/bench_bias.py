@@ -41,7 +41,8 @@ from bmepipe.normalize import correct_bias
 METHODS = [
     ("n4_baseline (N4 defaults, shrink 4)", {"method": "n4_baseline"}),
     ("n4 shrink 4 + Otsu mask (reference)", {"method": "n4_baseline", "otsu": True}),
-    ("n4_coarse 8 mm / 8 mm slices (default)", {"method": "n4_coarse"}),
+    ("n4_coarse 8 mm, checkerboard (default)", {"method": "n4_coarse"}),
+    ("n4_coarse 8 mm, every mask voxel", {"method": "n4_coarse", "checkerboard": False}),
     ("n4_coarse 8 mm, all slices", {"method": "n4_coarse", "coarse_slice_mm": 0.1}),
     ("n4_coarse 6 mm / 8 mm slices", {"method": "n4_coarse", "coarse_spacing_mm": 6.0}),
     ("n4_coarse 4.5 mm / 8 mm slices", {"method": "n4_coarse", "coarse_spacing_mm": 4.5}),

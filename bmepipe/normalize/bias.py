@@ -46,6 +46,11 @@ COARSE_SPACING_MM = 8.0
 COARSE_SLICE_MM = 8.0
 #: B-spline fitting levels and iterations per level of ``n4_coarse``.
 COARSE_ITERATIONS = (50, 50, 50)
+#: Fit N4 to every other coarse voxel of the mask (a 3-D checkerboard). N4's cost grows with the number of
+#: voxels it fits and the field is smooth on a scale of many voxels: half the voxels give the same residual
+#: bias (1.08-1.15 % vs 1.09-1.11 % CV, 2.2-2.4 % on the third phantom of ``benchmarks/bench_bias.py``) at
+#: about 55 % of the CPU time.
+COARSE_CHECKERBOARD = True
 
 
 def _shrink_factors(image: sitk.Image, target_mm: float, target_slice_mm: Optional[float] = None) -> list[int]:
@@ -120,6 +125,7 @@ def correct_bias(
     coarse_spacing_mm: float = COARSE_SPACING_MM,
     coarse_slice_mm: float = COARSE_SLICE_MM,
     iterations: tuple[int, ...] = COARSE_ITERATIONS,
+    checkerboard: bool = COARSE_CHECKERBOARD,
 ) -> tuple[sitk.Image, sitk.Image]:
     """Remove the smooth multiplicative receive-coil field.
 
@@ -143,6 +149,9 @@ def correct_bias(
     iterations : tuple of int
         Maximum iterations per B-spline fitting level (``n4_coarse``); the
         tuple's length is the number of levels.
+    checkerboard : bool
+        ``n4_coarse``: fit to every other mask voxel of the coarse grid (see
+        :data:`COARSE_CHECKERBOARD`).
 
     Returns
     -------
@@ -182,9 +191,14 @@ def correct_bias(
         small_mask_arr = sitk.GetArrayViewFromImage(small_mask) > 0
         if not small_mask_arr.any():
             raise InputError("bias correction: the mask is empty on the coarse grid")
+        fit_mask = small_mask
+        if checkerboard:
+            z, y, x = np.indices(small_mask_arr.shape, sparse=True)
+            fit_mask = sitk.GetImageFromArray((small_mask_arr & ((z + y + x) % 2 == 0)).astype(np.uint8))
+            fit_mask.CopyInformation(small_mask)
         n4 = sitk.N4BiasFieldCorrectionImageFilter()
         n4.SetMaximumNumberOfIterations([int(i) for i in iterations])
-        n4.Execute(small, small_mask)
+        n4.Execute(small, fit_mask)
         small_log = n4.GetLogBiasFieldAsImage(small)
         offset = float(sitk.GetArrayViewFromImage(small_log)[small_mask_arr].mean())
         # Linear interpolation of the smooth coarse log field costs a third of evaluating the B-spline
