@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from ._memory import release_free_memory
+from ._threads import single_threaded_blas
 from ._version import __version__
 from .config import AnalysisConfig
 from .privacy import pseudonym as make_pseudonym
@@ -107,6 +108,7 @@ class AnalysisResult:
         return f"AnalysisResult({'; '.join(parts)}; research use only, not a diagnosis)"
 
 
+@single_threaded_blas
 def analyze(
     source: Union[PathLike, "Study"],
     out_dir: Optional[PathLike] = None,

@@ -75,3 +75,24 @@ def test_threads_change_nothing(monkeypatch, moved):
     for a, b in zip(runs[0][0], runs[1][0]):
         assert np.array_equal(a, b)
     assert runs[0][1:] == runs[1][1:]
+
+
+def test_blas_runs_on_one_thread_inside_the_pipeline_only():
+    """analyze and compare hold BLAS to one thread (the stage threads are the parallelism) and restore it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from bmepipe._threads import single_threaded_blas
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    if not blas_threads():
+        pytest.skip("no BLAS library loaded that threadpoolctl can control")
+    with threadpool_limits(limits=2, user_api="blas"):
+        inside = single_threaded_blas(blas_threads)()
+        assert inside and all(n == 1 for n in inside)
+        assert all(n == 2 for n in blas_threads())  # restored
+    import bmepipe
+    from bmepipe.compare import compare
+
+    assert bmepipe.analyze.__wrapped__ and compare.__wrapped__  # both entry points are wrapped

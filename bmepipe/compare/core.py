@@ -9,7 +9,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from bmepipe._threads import map_in_threads
+from bmepipe._threads import map_in_threads, single_threaded_blas
 from bmepipe.errors import DifferentPatientError, FollowupOrderError, InputError
 
 __all__ = ["CompareResult", "CompareParams", "StudyOutputs", "compare", "compare_outputs", "trajectory",
@@ -290,6 +290,7 @@ def _report(interval, studies: dict, params: CompareParams, sides: dict) -> dict
             "parameters": {k: getattr(params, k) for k in params.__dataclass_fields__}, "sides": sides}
 
 
+@single_threaded_blas
 def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], out_dir=None, *,
             force: bool = False, config=None, params: CompareParams = CompareParams()) -> CompareResult:
     """Measure how each hip changed between a baseline and a follow-up study of the same patient.
@@ -352,6 +353,7 @@ class StudyOutputs:
     study_date: Optional[str] = None
 
 
+@single_threaded_blas
 def compare_outputs(baseline: StudyOutputs, followup: StudyOutputs, out_dir=None, *,
                     params: CompareParams = CompareParams()) -> CompareResult:
     """Compare two studies from their analysis outputs (report.json and label maps), without the images.
