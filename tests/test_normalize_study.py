@@ -77,6 +77,45 @@ def test_threads_change_nothing(monkeypatch, moved):
     assert runs[0][1:] == runs[1][1:]
 
 
+
+def _small_pair():
+    grid = ns.make_grid((128, 128, 16), (2.5, 2.5, 5.0), direction=CORONAL)
+    field = ns.smooth_bias(ns.physical_points(grid), 0.3, seed=2)
+    fluid = ns.series(grid, "stir", bias=field, sigma=0.3 / 20, seed=5)
+    t1 = ns.series(grid, "t1", bias=field, sigma=0.35 / 30, seed=6)
+    return SimpleNamespace(fluid_sensitive=volume(fluid, "stir"), t1=volume(t1, "t1"))
+
+
+def test_background_landmarks_and_qc_join_their_thread(monkeypatch):
+    """The landmark scale and QC run beside the next stages; reading them leaves no thread behind (the
+    report writer forks only when bmepipe's threads are gone)."""
+    import threading
+
+    monkeypatch.setenv("BMEPIPE_THREADS", "2")
+    before = threading.active_count()
+    out = normalize_study(_small_pair())
+    assert out.quality.flags and out.standardized.landmarks is not None
+    assert {"bias", "standardize", "landmarks", "qc"} <= set(out.timings_s)
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_background_errors_reach_the_reader(monkeypatch, threads):
+    from bmepipe.errors import InputError
+    from bmepipe.normalize import study as study_module
+
+    def broken(*args, **kwargs):
+        raise InputError("QC exploded")
+
+    monkeypatch.setenv("BMEPIPE_THREADS", threads)
+    monkeypatch.setattr(study_module, "assess_quality", broken)
+    out = normalize_study(_small_pair())
+    assert out.fluid_rel is not None  # the images for segmentation are there
+    with pytest.raises(InputError, match="QC exploded"):
+        out.quality
+    with pytest.raises(InputError, match="QC exploded"):
+        out.standardized
+
 def test_blas_runs_on_one_thread_inside_the_pipeline_only():
     """analyze and compare hold BLAS to one thread (the stage threads are the parallelism) and restore it."""
     from threadpoolctl import threadpool_info, threadpool_limits

@@ -51,7 +51,7 @@ strengths.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -64,7 +64,7 @@ from .bias import body_mask
 from .landmarks import LandmarkScale, find_landmarks
 from .noise import noise_sigma_local, rician_mean
 
-__all__ = ["Standardized", "standardize", "find_reference_tissue", "REFERENCE_TISSUES"]
+__all__ = ["Standardized", "standardize", "with_landmarks", "find_reference_tissue", "REFERENCE_TISSUES"]
 
 REFERENCE_TISSUES = ("skeletal_muscle",)
 #: Muscle T1 signal as a fraction of the fat level (95th T1 percentile in the body) [approx].
@@ -284,6 +284,7 @@ def standardize(
     body: Optional[sitk.Image] = None,
     reference: str = "skeletal_muscle",
     depth_mm: Optional[np.ndarray] = None,
+    landmarks: bool = True,
 ) -> Standardized:
     """Express fluid-sensitive (and T1) signal relative to skeletal muscle.
 
@@ -300,6 +301,9 @@ def standardize(
     depth_mm : ndarray, optional
         In-plane depth below the skin of every body voxel
         (:func:`bmepipe.normalize.landmarks.in_plane_depth_mm`), if already computed.
+    landmarks : bool
+        Also measure the landmark scale (:func:`with_landmarks`); ``False`` gives
+        muscle units only (``landmarks`` and ``fluid_std`` None).
 
     Returns
     -------
@@ -320,17 +324,35 @@ def standardize(
         sigma_t_rel = sigma_t / ref_t
     mask_img = sitk.GetImageFromArray(muscle.astype(np.uint8))
     mask_img.CopyInformation(fluid)
-    landmarks = find_landmarks(
-        sitk.GetArrayViewFromImage(fluid_rel), None if t1_rel is None else sitk.GetArrayViewFromImage(t1_rel),
-        sitk.GetArrayViewFromImage(body) > 0, fluid.GetSpacing(), noise_sigma_rel=sigma_f / ref_f, depth_mm=depth_mm,
-    )
-    fluid_std = sitk.GetImageFromArray(landmarks.apply(sitk.GetArrayViewFromImage(fluid_rel)))
-    fluid_std.CopyInformation(fluid)
-    return Standardized(
+    std = Standardized(
         fluid_rel=fluid_rel, t1_rel=t1_rel, reference_tissue=reference,
         reference_value_fluid=ref_f, reference_value_t1=ref_t,
         noise_sigma_fluid_rel=sigma_f / ref_f, noise_sigma_t1_rel=sigma_t_rel,
-        reference_mask=mask_img, reference_voxels=int(muscle.sum()), landmarks=landmarks, fluid_std=fluid_std,
+        reference_mask=mask_img, reference_voxels=int(muscle.sum()),
         reason=f"skeletal muscle: largest homogeneous tissue, intermediate on both contrasts, "
         f"independent of fat suppression and of marrow disease; found as {how}",
     )
+    return with_landmarks(std, body, depth_mm=depth_mm) if landmarks else std
+
+
+def with_landmarks(std: Standardized, body: sitk.Image, *, depth_mm: Optional[np.ndarray] = None) -> Standardized:
+    """``std`` with the fat and fluid landmarks measured and ``fluid_std`` on the landmark scale.
+
+    Parameters
+    ----------
+    std : Standardized
+        Muscle units (``standardize(..., landmarks=False)``).
+    body : SimpleITK.Image
+        Body mask on the fluid-sensitive grid.
+    depth_mm : ndarray, optional
+        :func:`bmepipe.normalize.landmarks.in_plane_depth_mm` of ``body``, if already computed.
+    """
+    fluid_rel = std.fluid_rel
+    scale = find_landmarks(
+        sitk.GetArrayViewFromImage(fluid_rel), None if std.t1_rel is None else sitk.GetArrayViewFromImage(std.t1_rel),
+        sitk.GetArrayViewFromImage(body) > 0, fluid_rel.GetSpacing(), noise_sigma_rel=std.noise_sigma_fluid_rel,
+        depth_mm=depth_mm,
+    )
+    fluid_std = sitk.GetImageFromArray(scale.apply(sitk.GetArrayViewFromImage(fluid_rel)))
+    fluid_std.CopyInformation(fluid_rel)
+    return replace(std, landmarks=scale, fluid_std=fluid_std)

@@ -1,12 +1,20 @@
-"""normalize_study: bias -> one grid -> standardization -> QC, what later stages call."""
+"""normalize_study: bias -> one grid -> standardization -> QC, what later stages call.
+
+Segmentation and quantification need only the images in muscle units. The landmark scale and the input QC
+(together about a second of CPU on a 512 x 512 x 30 study) are needed later, by the pattern assessment
+and the report: on a 2-core machine they run on a background thread while the next stages proceed, and
+:attr:`NormalizedStudy.quality` and :attr:`NormalizedStudy.standardized` wait for them when first read.
+The values are the same as when computed in line (``BMEPIPE_THREADS=1``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import SimpleITK as sitk
 
@@ -17,9 +25,37 @@ from .bias import body_mask, correct_bias
 from .grid import GridResult, resample_to_reference
 from .landmarks import in_plane_depth_mm
 from .qc import QualityReport, assess_quality
-from .standardize import Standardized, standardize
+from .standardize import Standardized, standardize, with_landmarks
 
 __all__ = ["NormalizedStudy", "normalize_study"]
+
+
+class _Pending:
+    """``fn()`` on a background thread (or in line), its value or exception handed over by :meth:`result`."""
+
+    def __init__(self, fn: Callable[[], tuple], background: bool):
+        self._value: Optional[tuple] = None
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+        if background:
+            self._thread = threading.Thread(target=self._run, args=(fn,), name="bmepipe-qc")
+            self._thread.start()
+        else:
+            self._run(fn)
+
+    def _run(self, fn):
+        try:
+            self._value = fn()
+        except BaseException as err:  # handed to the reader, as if computed there
+            self._error = err
+
+    def result(self) -> tuple:
+        if self._thread is not None:
+            self._thread.join()  # joined, not only finished: a later fork must see no other thread
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 @dataclass
@@ -43,7 +79,9 @@ class NormalizedStudy:
     grid : GridResult or None
         How T1 was mapped (None without T1).
     standardized : Standardized
+        Muscle units and the landmark scale (waits for the background step).
     quality : QualityReport
+        Input QC (waits for the background step).
     timings_s : dict
         Seconds per step.
     """
@@ -56,9 +94,20 @@ class NormalizedStudy:
     fluid_bias_field: sitk.Image
     t1_bias_field: Optional[sitk.Image]
     grid: Optional[GridResult]
-    standardized: Standardized
-    quality: QualityReport
-    timings_s: dict = field(default_factory=dict)
+    pending: _Pending = field(repr=False, compare=False)
+    steps_s: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def standardized(self) -> Standardized:
+        return self.pending.result()[0]
+
+    @property
+    def quality(self) -> QualityReport:
+        return self.pending.result()[1]
+
+    @property
+    def timings_s(self) -> dict:
+        return {**self.steps_s, **self.pending.result()[2]}
 
     def to_dict(self) -> dict:
         """JSON-ready summary for the report (no images)."""
@@ -95,6 +144,8 @@ def normalize_study(
     Returns
     -------
     NormalizedStudy
+        Its landmark scale and QC may still be running on a background thread
+        (see the module docstring); reading them waits.
     """
     fluid_vol: Optional[Volume] = getattr(selection, "fluid_sensitive", None)
     t1_vol: Optional[Volume] = getattr(selection, "t1", None)
@@ -102,6 +153,7 @@ def normalize_study(
         raise SeriesSelectionError("no fluid-sensitive series selected: nothing to normalize")
     timings: dict = {}
     t1 = t1_native = t1_field = grid = None
+    background = max_threads() > 1
     # The two fields are independent: one thread each (ITK releases the GIL). Their output is the same
     # as one after the other, bit for bit (checked in tests/test_normalize_study.py).
     t0 = time.perf_counter()
@@ -110,32 +162,39 @@ def normalize_study(
     if rest:
         t1_native, t1_field = rest[0]
     timings["bias"] = time.perf_counter() - t0
-
     body = body_mask(fluid)
     t1_moving, fluid_ref = (Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta)) if t1_vol else (None, None)
 
     def finish(grid):
-        """Body, standardization and QC on the fluid grid, given how T1 was mapped (or None)."""
-        steps = {}
+        """Body and muscle units on the fluid grid, given how T1 was mapped (or None); landmarks and QC
+        started (in the background when threads are allowed)."""
         t1_img, full_body = None, body
         if grid is not None:
             t1_img = grid.image
             # T1 shows the subcutaneous fat that STIR nulls: the union is the body.
             full_body = sitk.Or(body, sitk.And(body_mask(t1_img), grid.inside))
         t0 = time.perf_counter()
-        depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(full_body) > 0, fluid.GetSpacing())  # landmarks, QC
-        std = standardize(fluid, t1_img, body=full_body, depth_mm=depth)
-        steps["standardize"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        quality = assess_quality(
-            fluid, t1_img, body=full_body, muscle=sitk.GetArrayFromImage(std.reference_mask) > 0,
-            head_centres_mm=head_centres_mm, head_radii_mm=head_radii_mm,
-            noise_sigma_fluid=std.noise_sigma_fluid_rel * std.reference_value_fluid,
-            noise_sigma_t1=None if t1_img is None else std.noise_sigma_t1_rel * std.reference_value_t1,
-            depth_mm=depth,
-        )
-        steps["qc"] = time.perf_counter() - t0
-        return t1_img, full_body, std, quality, steps
+        std = standardize(fluid, t1_img, body=full_body, landmarks=False)
+        steps = {"standardize": time.perf_counter() - t0}
+
+        def landmarks_and_quality():
+            later = {}
+            t0 = time.perf_counter()
+            depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(full_body) > 0, fluid.GetSpacing())
+            scaled = with_landmarks(std, full_body, depth_mm=depth)
+            later["landmarks"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            quality = assess_quality(
+                fluid, t1_img, body=full_body, muscle=sitk.GetArrayFromImage(std.reference_mask) > 0,
+                head_centres_mm=head_centres_mm, head_radii_mm=head_radii_mm,
+                noise_sigma_fluid=std.noise_sigma_fluid_rel * std.reference_value_fluid,
+                noise_sigma_t1=None if t1_img is None else std.noise_sigma_t1_rel * std.reference_value_t1,
+                depth_mm=depth,
+            )
+            later["qc"] = time.perf_counter() - t0
+            return scaled, quality, later
+
+        return t1_img, full_body, std, _Pending(landmarks_and_quality, background), steps
 
     def map_t1(mode):
         # the bias-corrected series are registered (a bias field misleads mutual information)
@@ -146,11 +205,11 @@ def normalize_study(
     grid = done = None
     if t1_vol is None:
         done = finish(None)
-    elif register == "auto" and max_threads() > 1:
+    elif register == "auto" and background:
         # Most same-frame pairs show no motion, and the motion check then keeps the header geometry. Run the
-        # check on a second thread while standardization and QC proceed on the header-geometry resampling;
-        # redo them only if the check moved T1 (motion, or other frames of reference). The result is the
-        # same as waiting for the check first.
+        # check on a second thread while standardization, landmarks and QC proceed on the header-geometry
+        # resampling; redo them only if the check moved T1 (motion, or other frames of reference). The
+        # result is the same as waiting for the check first.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-grid") as pool:
             check = pool.submit(map_t1, register)
             try:
@@ -162,14 +221,18 @@ def normalize_study(
         if speculative is not None and grid.method == "geometry":
             # the same resampling twice: keep one copy of the images
             grid, done = dataclasses.replace(grid, image=guess.image, inside=guess.inside), speculative
+        elif speculative is not None:
+            try:  # wait for the discarded background step: one at a time
+                speculative[3].result()
+            except BmepipeError:
+                pass
     else:
         grid, timings["grid"] = map_t1(register)
     if done is None:
         done = finish(grid)
-    t1, body, std, quality, steps = done
+    t1, body, std, pending, steps = done
     timings.update(steps)
     return NormalizedStudy(
         fluid=fluid, t1=t1, fluid_rel=std.fluid_rel, t1_rel=std.t1_rel, body=body,
-        fluid_bias_field=fluid_field, t1_bias_field=t1_field, grid=grid,
-        standardized=std, quality=quality, timings_s=timings,
+        fluid_bias_field=fluid_field, t1_bias_field=t1_field, grid=grid, pending=pending, steps_s=timings,
     )
