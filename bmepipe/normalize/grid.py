@@ -30,7 +30,7 @@ from ..errors import ConfigError, InputError, NoOverlapError
 from ..io.types import Volume
 from .bias import body_mask
 
-__all__ = ["GridResult", "resample_to_reference", "overlap_fraction", "REGISTER_MODES"]
+__all__ = ["GridResult", "resample_to_reference", "resample_images", "overlap_fraction", "REGISTER_MODES"]
 
 REGISTER_MODES = ("auto", "never", "always")
 #: Rigid correction (mm) above which ``register="auto"`` keeps the registration for a same-frame pair.
@@ -214,6 +214,7 @@ def resample_to_reference(
     iterations: int = 200,
     seed: int = 0,
     reference_body: Optional[sitk.Image] = None,
+    resample: bool = True,
 ) -> GridResult:
     """Resample ``moving`` onto the grid of ``reference``.
 
@@ -240,6 +241,9 @@ def resample_to_reference(
         Seed of the metric's random sampling (results are deterministic).
     reference_body : SimpleITK.Image, optional
         :func:`body_mask` of ``reference`` if the caller has it (the residual is measured at body points).
+    resample : bool
+        ``False``: decide the mapping only; ``image`` and ``inside`` are None
+        (:func:`resample_images` makes them).
 
     Returns
     -------
@@ -315,12 +319,19 @@ def resample_to_reference(
             f"{mov_name} covers {ov:.1%} of {ref_name} after {method} mapping (minimum {min_overlap:.0%}): "
             "the volumes do not overlap"
         )
-    image = sitk.Resample(
-        sitk.Cast(mov_img, sitk.sitkFloat32), ref_img, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
-    )
-    ones = sitk.Cast(mov_img * 0 + 1, sitk.sitkUInt8)
-    inside = sitk.Resample(ones, ref_img, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    image, inside = resample_images(mov_img, ref_img, transform) if resample else (None, None)
     return GridResult(
         image=image, method=method, transform=transform, residual_mm=residual, max_residual_mm=max_residual,
         metric=metric, overlap=ov, inside=inside, reason=reason,
     )
+
+
+def resample_images(moving: sitk.Image, reference: sitk.Image, transform: sitk.Transform) -> tuple[sitk.Image, sitk.Image]:
+    """``moving`` on ``reference``'s grid through ``transform`` (linear, ``sitkFloat32``, 0 outside) and the
+    ``sitkUInt8`` mask of the reference voxels it covers."""
+    image = sitk.Resample(
+        sitk.Cast(moving, sitk.sitkFloat32), reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
+    ones = sitk.Cast(moving * 0 + 1, sitk.sitkUInt8)
+    inside = sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return image, inside

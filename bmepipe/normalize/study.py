@@ -22,7 +22,7 @@ from .._threads import map_in_threads, max_threads
 from ..errors import BmepipeError, SeriesSelectionError
 from ..io.types import Volume
 from .bias import body_mask, correct_bias
-from .grid import GridResult, resample_to_reference
+from .grid import GridResult, resample_images, resample_to_reference
 from .landmarks import in_plane_depth_mm
 from .qc import QualityReport, assess_quality
 from .standardize import Standardized, standardize, with_landmarks
@@ -196,10 +196,10 @@ def normalize_study(
 
         return t1_img, full_body, std, _Pending(landmarks_and_quality, background), steps
 
-    def map_t1(mode):
+    def map_t1(mode, resample=True):
         # the bias-corrected series are registered (a bias field misleads mutual information)
         t0 = time.perf_counter()
-        grid = resample_to_reference(t1_moving, fluid_ref, register=mode, reference_body=body)
+        grid = resample_to_reference(t1_moving, fluid_ref, register=mode, reference_body=body, resample=resample)
         return grid, time.perf_counter() - t0
 
     grid = done = None
@@ -211,7 +211,7 @@ def normalize_study(
         # resampling; redo them only if the check moved T1 (motion, or other frames of reference). The
         # result is the same as waiting for the check first.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-grid") as pool:
-            check = pool.submit(map_t1, register)
+            check = pool.submit(map_t1, register, resample=False)  # images only if it moves T1
             try:
                 guess, _ = map_t1("never")
                 speculative = finish(guess)
@@ -219,13 +219,17 @@ def normalize_study(
                 guess = speculative = None
             grid, timings["grid"] = check.result()
         if speculative is not None and grid.method == "geometry":
-            # the same resampling twice: keep one copy of the images
             grid, done = dataclasses.replace(grid, image=guess.image, inside=guess.inside), speculative
-        elif speculative is not None:
-            try:  # wait for the discarded background step: one at a time
-                speculative[3].result()
-            except BmepipeError:
-                pass
+        else:
+            t0 = time.perf_counter()
+            image, inside = resample_images(t1_native, fluid, grid.transform)
+            grid = dataclasses.replace(grid, image=image, inside=inside)
+            timings["grid"] += time.perf_counter() - t0
+            if speculative is not None:
+                try:  # wait for the discarded background step: one at a time
+                    speculative[3].result()
+                except BmepipeError:
+                    pass
     else:
         grid, timings["grid"] = map_t1(register)
     if done is None:
