@@ -88,6 +88,14 @@ def edema_fraction(image: np.ndarray, normal_level: float, edema_level: float, s
 def bme_mask(e_fluid: np.ndarray, e_t1: Optional[np.ndarray], marrow: np.ndarray, spacing_xyz,
              params: QuantifyParams, exclude: Optional[np.ndarray] = None) -> np.ndarray:
     """Marrow voxels with ``e >= bme_edema_fraction`` (T1-supported), small components removed."""
+    box = _box(marrow, 0)
+    if box is None:
+        return np.zeros(marrow.shape, bool)
+    if any(b.stop - b.start < n for b, n in zip(box, marrow.shape)):  # the same within the marrow's box
+        out = np.zeros(marrow.shape, bool)
+        out[box] = bme_mask(e_fluid[box], None if e_t1 is None else e_t1[box], marrow[box], spacing_xyz, params,
+                            None if exclude is None else exclude[box])
+        return out
     m = marrow & (e_fluid >= params.bme_edema_fraction)
     if e_t1 is not None:
         m &= e_t1 >= params.t1_support_fraction
