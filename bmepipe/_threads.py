@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
@@ -49,18 +50,36 @@ def map_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         return list(pool.map(fn, items))
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
 def single_threaded_blas(fn: Callable[..., R]) -> Callable[..., R]:
     """Run ``fn`` with BLAS (OpenBLAS, MKL) limited to one thread, restored afterwards.
 
     The pipeline's matrix products are small (``(N, 3) @ (3, 3)`` coordinate maps); OpenBLAS's own thread
     pool on top of the two hips' threads oversubscribes the cores, and its threads' hand-offs then cost
     far more than the product: 100 ms instead of 1 ms for the 270,000 head-ray points of one hip when the
-    other core was busy (measured here, OpenBLAS 0.3.31).
+    other core was busy (measured here, OpenBLAS 0.3.31). The limit is process-wide: overlapping calls
+    (compare's two analyses inside its own call, or a user's threads) share one limit, and the last
+    call to finish restores the user's setting.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=1, user_api="blas"):
+        global _blas_users, _blas_limiter
+        with _blas_lock:
+            if _blas_users == 0:
+                _blas_limiter = threadpool_limits(limits=1, user_api="blas")
+            _blas_users += 1
+        try:
             return fn(*args, **kwargs)
+        finally:
+            with _blas_lock:
+                _blas_users -= 1
+                if _blas_users == 0:
+                    _blas_limiter.restore_original_limits()
+                    _blas_limiter = None
 
     return wrapper

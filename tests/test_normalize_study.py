@@ -131,6 +131,16 @@ def test_blas_runs_on_one_thread_inside_the_pipeline_only():
         inside = single_threaded_blas(blas_threads)()
         assert inside and all(n == 1 for n in inside)
         assert all(n == 2 for n in blas_threads())  # restored
+        # overlapping calls (compare runs two analyses inside its own call): the last one out restores
+        seen = {}
+
+        def outer():
+            single_threaded_blas(lambda: None)()
+            seen["after inner"] = blas_threads()
+
+        single_threaded_blas(outer)()
+        assert seen["after inner"] and all(n == 1 for n in seen["after inner"])
+        assert all(n == 2 for n in blas_threads())
     import bmepipe
     from bmepipe.compare import compare
 
