@@ -78,7 +78,10 @@ def in_plane_depth_mm(body: np.ndarray, spacing_xyz) -> np.ndarray:
     In-plane only: slices are thick and the body is cut by the first and last one.
     """
     sx, sy = float(spacing_xyz[0]), float(spacing_xyz[1])
-    return np.stack([ndimage.distance_transform_edt(b, sampling=(sy, sx)) for b in body]).astype(np.float32)
+    out = np.empty(np.shape(body), np.float32)  # filled slice by slice: no float64 copy of the volume
+    for k, b in enumerate(body):
+        out[k] = ndimage.distance_transform_edt(b, sampling=(sy, sx))
+    return out
 
 
 def t1_fat(t1: np.ndarray, body: np.ndarray, *, fraction: float = T1_FAT_FRACTION,
@@ -122,9 +125,15 @@ class LandmarkScale:
         v = np.asarray(values, dtype=np.float32)
         lo_slope = (STANDARD_MUSCLE - STANDARD_FAT) / (1.0 - self.fat) if self.fat is not None else 1.0
         hi_slope = (STANDARD_FLUID - STANDARD_MUSCLE) / (self.fluid - 1.0) if self.fluid is not None else 1.0
-        out = np.where(v < 1.0, STANDARD_MUSCLE + (v - 1.0) * np.float32(lo_slope),
-                       STANDARD_MUSCLE + (v - 1.0) * np.float32(hi_slope)).astype(np.float32)
-        return float(out) if out.ndim == 0 else out
+        if v.ndim == 0:
+            return float(STANDARD_MUSCLE + (v - 1.0) * np.float32(lo_slope if v < 1.0 else hi_slope))
+        # in place on one output array: a whole study's volume is mapped
+        out = np.subtract(v, 1.0, dtype=np.float32)
+        below = v < 1.0
+        np.multiply(out, np.float32(lo_slope), out=out, where=below)
+        np.multiply(out, np.float32(hi_slope), out=out, where=~below)
+        out += np.float32(STANDARD_MUSCLE)
+        return out
 
     def to_dict(self) -> dict:
         r = lambda v: None if v is None else round(float(v), 6)  # noqa: E731

@@ -198,7 +198,7 @@ def fat_suppression_flags(
     depth = in_plane_depth_mm(body, fluid.GetSpacing()) if depth_mm is None else depth_mm
     skin = depth > 3.0  # skip skin and the partial-volume edge
     superficial = skin & (depth <= subcutaneous_depth_mm)
-    t = ndimage.uniform_filter(sitk.GetArrayFromImage(t1).astype(np.float32), size=(1, 3, 3))
+    t = ndimage.uniform_filter(np.asarray(sitk.GetArrayViewFromImage(t1), np.float32), size=(1, 3, 3))
     fat = t1_fat(t, body, fraction=T1_FAT_FRACTION, smoothed=True)
     subcut, deep = fat & superficial, fat & (depth > subcutaneous_depth_mm)
     r_sub = _fat_ratio(f, subcut, muscle_value, sigma)

@@ -232,8 +232,9 @@ def find_reference_tissue(
     InputError
         When no muscle-like voxels are found.
     """
-    f = sitk.GetArrayFromImage(fluid).astype(np.float32)
-    t = None if t1 is None else sitk.GetArrayFromImage(t1).astype(np.float32)
+    # views of the images' buffers (no copy when they are float32, as normalize_study's are)
+    f = np.asarray(sitk.GetArrayViewFromImage(fluid), np.float32)
+    t = None if t1 is None else np.asarray(sitk.GetArrayViewFromImage(t1), np.float32)
     if t is not None and t.shape != f.shape:
         raise InputError("T1 and fluid-sensitive images must be on the same grid (use resample_to_reference)")
     if body is None:
