@@ -12,7 +12,8 @@ both are parameters of :class:`bmepipe.patterns.PatternParams`).
 Measurement on rays from the head centre (:mod:`bmepipe.quantify.headframe`):
 a line removes signal from the bright edematous marrow under the plate. On each
 ray the signal deficit below the local BME level (median signal 6-9 mm deep) is
-integrated from the surface down to ``line_max_depth_mm`` + 2 mm; rays without a
+integrated from the fitted head sphere (the articular surface, regions.md) down to
+``line_max_depth_mm`` + 2 mm; rays without a
 line give the baseline (cortex partial volume: the 25th percentile). The excess
 deficit divided by the BME-to-line contrast is the line's thickness, independent
 of blurring (the integral of a blurred profile is preserved). Rays with a thickness
@@ -71,7 +72,12 @@ def find_subchondral_line(frame: HeadFrame, fluid_rays: np.ndarray, head_rays: n
         is constant within 1 mm, i.e. parallel to the surface; else "irregular").
     """
     step = float(frame.r_mm[1] - frame.r_mm[0])
-    surf = _surface_index(head_rays)
+    # depth below the fitted head sphere (regions.md: the articular surface the sphere is fitted to), on every
+    # ray that crosses the head: the head mask's outer edge is not used, because the dark line and the cortex
+    # above it merge into one low-signal layer that a segmentation may leave outside the head, which put the
+    # depth window under the line on those rays
+    i_sphere = min(int(round(frame.radius_mm / step)), fluid_rays.shape[-1] - 1)
+    surf = np.where(_surface_index(head_rays) > 0, i_sphere, -1)
     n_th, n_ph, n_r = fluid_rays.shape
     rows = frame.theta_deg <= theta_max_deg
     depth_idx = surf[..., None] - np.arange(n_r)[None, None, :]  # samples below the surface
