@@ -52,7 +52,7 @@ def test_normalize_study_needs_a_fluid_sensitive_series():
 
 @pytest.mark.parametrize("moved", [False, True], ids=["still", "moved"])
 def test_threads_change_nothing(monkeypatch, moved):
-    """Bias fields on two threads, QC in two groups and the motion check beside standardization (its result
+    """Bias fields on two threads, landmarks and QC in the background and the motion check beside standardization (its result
     discarded when the patient moved) give the serial result, bit for bit."""
     fluid_grid = ns.make_grid((160, 160, 20), (2.2, 2.2, 5.0), direction=CORONAL)
     p = ns.physical_points(fluid_grid)

@@ -47,7 +47,6 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .._threads import map_in_threads
 from .bias import body_mask
 from .landmarks import in_plane_depth_mm, t1_fat
 from .noise import noise_sigma_background, noise_sigma_local, rician_mean
@@ -226,9 +225,9 @@ def fat_suppression_flags(
     # FOV centre): fat saturation fails off-centre and at the periphery (mr_physics.md section 3).
     fat_all = subcut | deep
     centre = np.asarray(fluid.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fluid.GetSize()]))
-    k, j, i = np.nonzero(fat_all)
-    stride = max(1, len(k) // 200_000)  # 200 000 fat voxels give the regional means to < 0.1 %
-    k, j, i = k[::stride], j[::stride], i[::stride]
+    flat = np.flatnonzero(fat_all)  # one index array, not three
+    stride = max(1, len(flat) // 200_000)  # 200 000 fat voxels give the regional means to < 0.1 %
+    k, j, i = np.unravel_index(flat[::stride], fat_all.shape)
     d = np.array(fluid.GetDirection()).reshape(3, 3)
     phys = np.asarray(fluid.GetOrigin()) + (np.stack([i, j, k], 1) * np.asarray(fluid.GetSpacing())) @ d.T
     radius = np.linalg.norm(phys - centre, axis=1)
@@ -483,6 +482,6 @@ def assess_quality(
                                 "ghosting not assessable without a T1 series (the body outline is found on T1)"))
         return flags
 
-    # the two groups read the same arrays and write nothing shared: one thread each
-    first, second = map_in_threads(lambda group: group(), (signal_flags, geometry_flags))
-    return QualityReport(first + second)
+    # One after the other: in an analysis the QC already runs on a background thread beside segmentation
+    # (normalize_study), and two more threads would only add their temporaries to that stage's peak memory.
+    return QualityReport(signal_flags() + geometry_flags())

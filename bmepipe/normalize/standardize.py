@@ -317,11 +317,12 @@ def standardize(
     muscle, how = find_reference_tissue(fluid, t1, body)
     series = [(fluid, "fluid-sensitive")] + ([(t1, "T1")] if t1 is not None else [])
     (ref_f, sigma_f), *ref_t1 = map_in_threads(lambda s: _reference_value(s[0], muscle, s[1]), series)
-    fluid_rel = sitk.Cast(fluid, sitk.sitkFloat32) / ref_f
+    # divided in double precision, stored as float32 (``/`` alone would give float64 images)
+    fluid_rel = sitk.Cast(sitk.DivideReal(sitk.Cast(fluid, sitk.sitkFloat32), ref_f), sitk.sitkFloat32)
     t1_rel = ref_t = sigma_t_rel = None
     if t1 is not None:
         ref_t, sigma_t = ref_t1[0]
-        t1_rel = sitk.Cast(t1, sitk.sitkFloat32) / ref_t
+        t1_rel = sitk.Cast(sitk.DivideReal(sitk.Cast(t1, sitk.sitkFloat32), ref_t), sitk.sitkFloat32)
         sigma_t_rel = sigma_t / ref_t
     mask_img = sitk.GetImageFromArray(muscle.astype(np.uint8))
     mask_img.CopyInformation(fluid)
