@@ -64,8 +64,9 @@ def quantify_hips(normalized, segmentation, *, params: QuantifyParams = Quantify
     """
     import SimpleITK as sitk
 
-    fluid = sitk.GetArrayFromImage(normalized.fluid_rel).astype(np.float32)
-    t1 = None if normalized.t1_rel is None else sitk.GetArrayFromImage(normalized.t1_rel).astype(np.float32)
+    # read-only views of the images' buffers (float32 from normalize_study: no copy)
+    fluid = np.asarray(sitk.GetArrayViewFromImage(normalized.fluid_rel), np.float32)
+    t1 = None if normalized.t1_rel is None else np.asarray(sitk.GetArrayViewFromImage(normalized.t1_rel), np.float32)
     if t1 is not None and not np.any(t1):
         t1 = None
     return quantify_arrays(fluid, t1, segmentation, params=params, fluid_protocol=fluid_protocol,
