@@ -203,11 +203,6 @@ def _dent(directions, tree, deviation_mm):
     return out
 
 
-def _accepted(inlier: float, explained: float) -> bool:
-    """A head sphere's rays agree enough (``MIN_INLIER_FRACTION``, ``MIN_SURFACE_INLIER_FRACTION``)."""
-    return explained >= MIN_INLIER_FRACTION and inlier >= MIN_SURFACE_INLIER_FRACTION
-
-
 def _refine_sphere(images, grid: Grid, centre, radius, directions, iterations: int = 3):
     """Robust fit to the articular bone surface found along rays (collapsed area excluded).
 
@@ -218,35 +213,22 @@ def _refine_sphere(images, grid: Grid, centre, radius, directions, iterations: i
     c, r = np.asarray(centre, float), float(radius)
     tree = cKDTree(directions)
     excluded = np.zeros(len(directions), bool)
-    fits = []
     for _ in range(iterations):
         surf, s = _surface_radii(images, grid, c, r, directions)
         ok = np.isfinite(surf)
         if ok.sum() < 30:
-            break
+            return None
         pts = c + surf[:, None] * directions
         w = np.where(excluded, 0.0, s)
         c, r, w_fit = robust_sphere_fit(pts[ok], w[ok], c, r)
         dev = np.full(len(directions), np.nan)
         dev[ok] = np.linalg.norm(pts[ok] - c, axis=1) - r
         excluded = _dent(directions, tree, dev)
-        # inliers: rays on the sphere (robust-fit window; nan compares False), which rank the candidates;
-        # with the rays of the collapsed area they decide whether the head is accepted
-        on = ~excluded & (dev >= -1.5) & (dev <= 3.75)
-        dented = excluded & (dev >= -COLLAPSE_MAX_MM) & (dev <= 3.75)
-        inlier, explained = float(on.sum()) / len(directions), float((on | dented).sum()) / len(directions)
-        fits.append((c, r, inlier, explained))
-    if not fits:
-        return None
-    c, r, inlier, explained = fits[-1]
-    if not _accepted(inlier, explained):
-        # leaving a dent out should bring the rest of the surface onto the sphere (collapse); when it does
-        # not, the "dent" was surface read too deep under diffuse edema, and each refit without it drifted
-        # outwards (radius 21.3 -> 24.1 mm on a 21.5 mm TOH head, whose "dent" grew from 36 to 47 % of the
-        # rays): then the earlier fit with the most rays on the sphere, if it is accepted
-        ok_fits = [f for f in fits if _accepted(f[2], f[3])]
-        if ok_fits:
-            c, r, inlier, explained = max(ok_fits, key=lambda f: f[2])
+    # inliers: rays on the sphere (robust-fit window; nan compares False), which rank the candidates;
+    # with the rays of the collapsed area they decide whether the head is accepted
+    on = ~excluded & (dev >= -1.5) & (dev <= 3.75)
+    dented = excluded & (dev >= -COLLAPSE_MAX_MM) & (dev <= 3.75)
+    inlier, explained = float(on.sum()) / len(directions), float((on | dented).sum()) / len(directions)
     surf, _ = _surface_radii(images, grid, c, r, directions)
     return c, r, inlier, explained, surf
 
@@ -277,7 +259,7 @@ def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.nd
         if not HEAD_RADIUS_RANGE_MM[0] + 0.5 <= r <= HEAD_RADIUS_RANGE_MM[1] - 0.5:
             why = f"the best sphere has an implausible radius ({r:.1f} mm)"
             continue
-        if not _accepted(inlier, explained):
+        if explained < MIN_INLIER_FRACTION or inlier < MIN_SURFACE_INLIER_FRACTION:
             why = (f"no sphere with a consistent articular surface (best {100 * explained:.0f} % of rays agree, "
                    f"{100 * inlier:.0f} % outside a collapsed area)")
             continue
