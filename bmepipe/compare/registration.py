@@ -77,13 +77,43 @@ def _crop(image, center_lps_mm, half_mm: float):
 
 
 def resample_mask(mask: np.ndarray, moving_image, fixed_image, transform) -> np.ndarray:
-    """A follow-up mask ``[slice, row, column]`` resampled onto the baseline grid (linear, > 0.5)."""
+    """A follow-up mask ``[slice, row, column]`` resampled onto the baseline grid (linear, > 0.5).
+
+    Only the box of the mask (2 zero voxels around it) is resampled, onto the box of the baseline grid it maps
+    into: the same values as resampling the whole grids (linear interpolation of zeros is 0 elsewhere), at a
+    few per cent of the cost for a hip-sized mask in a 512 x 512 field of view.
+    """
+    import itertools
+
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(np.asarray(mask, dtype=np.float32))
-    img.CopyInformation(moving_image)
-    out = sitk.Resample(img, fixed_image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out) > 0.5
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(fixed_image.GetSize()[::-1], dtype=bool)
+    if not mask.any():
+        return out
+    pad = 2
+    lo = [max(0, int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != k)))[0]) - pad) for k in range(3)]
+    hi = [min(n, int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != k)))[-1]) + 1 + pad)
+          for k, n in enumerate(mask.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))  # [slice, row, column]
+    img = sitk.GetImageFromArray(mask[box].astype(np.float32))
+    img.SetSpacing(moving_image.GetSpacing())
+    img.SetDirection(moving_image.GetDirection())
+    img.SetOrigin(moving_image.TransformIndexToPhysicalPoint((lo[2], lo[1], lo[0])))
+    # the baseline voxels that can land inside that box: its corners mapped back (rigid: the box's image)
+    inverse = transform.GetInverse()
+    corners = [fixed_image.TransformPhysicalPointToContinuousIndex(inverse.TransformPoint(
+        img.TransformContinuousIndexToPhysicalPoint([(-0.5 if c == 0 else n - 0.5) for c, n in zip(cs, img.GetSize())])))
+        for cs in itertools.product((0, 1), repeat=3)]
+    size = np.asarray(fixed_image.GetSize())
+    f_lo = np.clip(np.floor(np.min(corners, axis=0)).astype(int) - 1, 0, size)
+    f_hi = np.clip(np.ceil(np.max(corners, axis=0)).astype(int) + 2, 0, size)
+    if np.any(f_hi <= f_lo):
+        return out
+    region = fixed_image[int(f_lo[0]):int(f_hi[0]), int(f_lo[1]):int(f_hi[1]), int(f_lo[2]):int(f_hi[2])]
+    moved = sitk.Resample(img, region, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    out[f_lo[2]:f_hi[2], f_lo[1]:f_hi[1], f_lo[0]:f_hi[0]] = sitk.GetArrayViewFromImage(moved) > 0.5
+    return out
 
 
 def surface_deepening_mm(base_points_lps_mm, followup_points_lps_mm, head_center_lps_mm, head_radius_mm: float,
