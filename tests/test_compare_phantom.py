@@ -183,3 +183,35 @@ def test_hip_registration_is_deterministic(pair):
     moved = tuple(np.add(centre, (1.0, 0.5, 0.0)))
     params = [register_hip(image, image, centre, moved)[0].GetParameters() for _ in range(3)]
     assert params[0] == params[1] == params[2]
+
+
+@pytest.mark.parametrize("where", ["inside", "at the grid edge"])
+def test_resample_mask_matches_a_whole_grid_resampling(where):
+    """The box-wise resampling gives what SimpleITK gives resampling the whole grids (the oracle)."""
+    import SimpleITK as sitk
+
+    from bmepipe.compare.registration import resample_mask
+
+    rng = np.random.default_rng(3)
+    moving = sitk.Image(96, 80, 18, sitk.sitkFloat32)
+    moving.SetSpacing((0.9, 0.9, 4.0))
+    moving.SetOrigin((-40.0, -30.0, -35.0))
+    fixed = sitk.Image(100, 90, 20, sitk.sitkFloat32)
+    fixed.SetSpacing((0.8, 0.8, 3.5))
+    fixed.SetOrigin((-45.0, -38.0, -36.0))
+    mask = np.zeros(moving.GetSize()[::-1], bool)
+    zz, yy, xx = np.indices(mask.shape)
+    if where == "inside":
+        mask |= ((xx - 50) ** 2 + (yy - 40) ** 2) / 400.0 + ((zz - 9) ** 2) / 16.0 < 1
+    else:
+        mask[:4, :10, 85:] = True
+    for _ in range(3):
+        tx = sitk.Euler3DTransform()
+        tx.SetCenter((0.0, 0.0, 0.0))
+        tx.SetRotation(*rng.uniform(-0.2, 0.2, 3))
+        tx.SetTranslation(tuple(rng.uniform(-6, 6, 3)))
+        img = sitk.GetImageFromArray(mask.astype(np.float32))
+        img.CopyInformation(moving)
+        expected = sitk.GetArrayFromImage(sitk.Resample(img, fixed, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)) > 0.5
+        assert expected.any()
+        assert np.array_equal(resample_mask(mask, moving, fixed, tx), expected)
