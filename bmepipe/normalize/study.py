@@ -1,10 +1,11 @@
 """normalize_study: bias -> one grid -> standardization -> QC, what later stages call.
 
-Segmentation and quantification need only the images in muscle units. The landmark scale and the input QC
-(together about a second of CPU on a 512 x 512 x 30 study) are needed later, by the pattern assessment
-and the report: on a 2-core machine they run on a background thread while the next stages proceed, and
-:attr:`NormalizedStudy.quality` and :attr:`NormalizedStudy.standardized` wait for them when first read.
-The values are the same as when computed in line (``BMEPIPE_THREADS=1``).
+Segmentation and quantification need only the images in muscle units. The input QC (about 0.8 s of CPU on
+a 512 x 512 x 30 study) is needed later, by the pattern assessment and the report: on a 2-core machine it
+runs on a background thread while the next stages proceed, and :attr:`NormalizedStudy.quality` waits for it
+when first read. The landmark scale (``standardized.landmarks``, ``fluid_std``), which no later stage uses,
+is measured when :attr:`NormalizedStudy.standardized` is first read. The values are the same as when
+computed in line (``BMEPIPE_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ class NormalizedStudy:
         Estimated field of the T1 series, on the T1's own grid.
     grid : GridResult or None
         How T1 was mapped (None without T1).
+    muscle_units : Standardized
+        The images in muscle units, without the landmark scale.
     standardized : Standardized
-        Muscle units and the landmark scale (waits for the background step).
+        Muscle units and the landmark scale (measured on first read).
     quality : QualityReport
         Input QC (waits for the background step).
     timings_s : dict
@@ -94,20 +97,29 @@ class NormalizedStudy:
     fluid_bias_field: sitk.Image
     t1_bias_field: Optional[sitk.Image]
     grid: Optional[GridResult]
+    muscle_units: Standardized
     pending: _Pending = field(repr=False, compare=False)
     steps_s: dict = field(default_factory=dict, repr=False)
+    _scaled: Optional[Standardized] = field(default=None, init=False, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def standardized(self) -> Standardized:
-        return self.pending.result()[0]
+        with self._lock:
+            if self._scaled is None:
+                t0 = time.perf_counter()
+                depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(self.body) > 0, self.fluid.GetSpacing())
+                self._scaled = with_landmarks(self.muscle_units, self.body, depth_mm=depth)
+                self.steps_s["landmarks"] = time.perf_counter() - t0
+        return self._scaled
 
     @property
     def quality(self) -> QualityReport:
-        return self.pending.result()[1]
+        return self.pending.result()[0]
 
     @property
     def timings_s(self) -> dict:
-        return {**self.steps_s, **self.pending.result()[2]}
+        return {**self.steps_s, **self.pending.result()[1]}
 
     def to_dict(self) -> dict:
         """JSON-ready summary for the report (no images)."""
@@ -166,8 +178,8 @@ def normalize_study(
     t1_moving, fluid_ref = (Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta)) if t1_vol else (None, None)
 
     def finish(grid):
-        """Body and muscle units on the fluid grid, given how T1 was mapped (or None); landmarks and QC
-        started (in the background when threads are allowed)."""
+        """Body and muscle units on the fluid grid, given how T1 was mapped (or None); QC started (in the
+        background when threads are allowed)."""
         t1_img, full_body = None, body
         if grid is not None:
             t1_img = grid.image
@@ -177,24 +189,19 @@ def normalize_study(
         std = standardize(fluid, t1_img, body=full_body, landmarks=False)
         steps = {"standardize": time.perf_counter() - t0}
 
-        def landmarks_and_quality():
-            later = {}
+        def quality():
             t0 = time.perf_counter()
             depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(full_body) > 0, fluid.GetSpacing())
-            scaled = with_landmarks(std, full_body, depth_mm=depth)
-            later["landmarks"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            quality = assess_quality(
+            report = assess_quality(
                 fluid, t1_img, body=full_body, muscle=sitk.GetArrayFromImage(std.reference_mask) > 0,
                 head_centres_mm=head_centres_mm, head_radii_mm=head_radii_mm,
                 noise_sigma_fluid=std.noise_sigma_fluid_rel * std.reference_value_fluid,
                 noise_sigma_t1=None if t1_img is None else std.noise_sigma_t1_rel * std.reference_value_t1,
                 depth_mm=depth,
             )
-            later["qc"] = time.perf_counter() - t0
-            return scaled, quality, later
+            return report, {"qc": time.perf_counter() - t0}
 
-        return t1_img, full_body, std, _Pending(landmarks_and_quality, background), steps
+        return t1_img, full_body, std, _Pending(quality, background), steps
 
     def map_t1(mode, resample=True):
         # the bias-corrected series are registered (a bias field misleads mutual information)
@@ -207,7 +214,7 @@ def normalize_study(
         done = finish(None)
     elif register == "auto" and background:
         # Most same-frame pairs show no motion, and the motion check then keeps the header geometry. Run the
-        # check on a second thread while standardization, landmarks and QC proceed on the header-geometry
+        # check on a second thread while standardization and QC proceed on the header-geometry
         # resampling; redo them only if the check moved T1 (motion, or other frames of reference). The
         # result is the same as waiting for the check first.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bmepipe-grid") as pool:
@@ -238,5 +245,6 @@ def normalize_study(
     timings.update(steps)
     return NormalizedStudy(
         fluid=fluid, t1=t1, fluid_rel=std.fluid_rel, t1_rel=std.t1_rel, body=body,
-        fluid_bias_field=fluid_field, t1_bias_field=t1_field, grid=grid, pending=pending, steps_s=timings,
+        fluid_bias_field=fluid_field, t1_bias_field=t1_field, grid=grid, muscle_units=std, pending=pending,
+        steps_s=timings,
     )
