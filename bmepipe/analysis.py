@@ -10,10 +10,8 @@ Research use only: the result lays out measured evidence, it never makes a diagn
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -21,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from ._memory import release_free_memory
-from ._threads import max_threads, single_threaded_blas
+from ._threads import single_threaded_blas
 from ._version import __version__
 from .config import AnalysisConfig
 from .privacy import pseudonym as make_pseudonym
@@ -169,7 +167,6 @@ def analyze(
     study = source if isinstance(source, Study) else timed("load", load_study, source)
     selection = timed("select", select_series, study, fluid=cfg.fluid, t1=cfg.t1)
     normalized = timed("normalize", normalize_study, selection, bias_method=cfg.bias_method, register=cfg.register)
-    warm_up = _start_preload(out_dir, cfg)
     segmentation = timed("segment", segment_hips, normalized, subchondral_depth_mm=cfg.subchondral_depth_mm)
     t1_meta = selection.t1.meta if selection.t1 is not None else None
     measurements = timed("quantify", quantify_hips, normalized, segmentation, params=cfg.quantify,
@@ -180,8 +177,6 @@ def analyze(
                           bilateral_comparison(measurements, assessments), cfg, pseudonym=pseudonym)
     masks = collect_masks(segmentation, measurements, cfg.sides, _grid_shape(normalized))
     outputs: dict = {}
-    if warm_up is not None:
-        warm_up.join()  # before the writer forks its DICOM child: no other thread may be running then
     if out_dir is not None:
         outputs = timed("write", write_analysis, out_dir, report, masks, selection, normalized, cfg,
                         timings if record_timings else None)
@@ -190,23 +185,6 @@ def analyze(
     return AnalysisResult(report=report, masks=masks, outputs=outputs, timings_s=timings, study=study,
                           selection=selection, normalized=normalized, segmentation=segmentation,
                           measurements=measurements, patterns=assessments)
-
-
-def _start_preload(out_dir, cfg: AnalysisConfig) -> Optional[threading.Thread]:
-    """The writer's first-use imports and tables (:func:`bmepipe.report.bundle.preload`, ~0.8 s of CPU in a
-    fresh process, nothing later) on a thread beside segmentation, when there is a second core."""
-    if out_dir is None or not {"dicom", "html"} & set(cfg.formats) or max_threads() < 2:
-        return None
-
-    def preload():
-        from .report.bundle import preload
-
-        with contextlib.suppress(Exception):  # an optimisation only: the writer reports real problems itself
-            preload()
-
-    thread = threading.Thread(target=preload, name="bmepipe-preload")
-    thread.start()
-    return thread
 
 
 def _grid_shape(normalized: "NormalizedStudy") -> tuple[int, int, int]:
