@@ -163,8 +163,9 @@ def normalize_study(
     Returns
     -------
     NormalizedStudy
-        Its landmark scale and QC may still be running on a background thread
-        (see the module docstring); reading them waits.
+        Its QC may still be running on a background thread (reading ``quality``
+        waits); the landmark scale is measured when ``standardized`` is first
+        read (see the module docstring).
     """
     fluid_vol: Optional[Volume] = getattr(selection, "fluid_sensitive", None)
     t1_vol: Optional[Volume] = getattr(selection, "t1", None)
