@@ -50,11 +50,13 @@ def test_normalize_study_needs_a_fluid_sensitive_series():
         normalize_study(SimpleNamespace(fluid_sensitive=None, t1=None))
 
 
-@pytest.mark.parametrize("moved", [False, True], ids=["still", "moved"])
-def test_threads_change_nothing(monkeypatch, moved):
+@pytest.mark.parametrize("moved, pixel_mm", [(False, 2.2), (True, 2.2), (False, 0.7)],
+                         ids=["still", "moved", "still-fine-pixels"])
+def test_threads_change_nothing(monkeypatch, moved, pixel_mm):
     """Bias fields on two threads, QC in the background and the motion check beside standardization (its result
     discarded when the patient moved) give the serial result, bit for bit."""
-    fluid_grid = ns.make_grid((160, 160, 20), (2.2, 2.2, 5.0), direction=CORONAL)
+    n = int(round(160 * 2.2 / pixel_mm))  # fine pixels: the QC samples every n-th row and column
+    fluid_grid = ns.make_grid((n, n, 20), (pixel_mm, pixel_mm, 5.0), direction=CORONAL)
     p = ns.physical_points(fluid_grid)
     field = ns.smooth_bias(p, 0.4, seed=8)
     fluid = ns.series(fluid_grid, "stir", bias=field, sigma=0.3 / 20, seed=3)

@@ -80,8 +80,9 @@ def resample_mask(mask: np.ndarray, moving_image, fixed_image, transform) -> np.
     """A follow-up mask ``[slice, row, column]`` resampled onto the baseline grid (linear, > 0.5).
 
     Only the box of the mask (2 zero voxels around it) is resampled, onto the box of the baseline grid it maps
-    into: the same values as resampling the whole grids (linear interpolation of zeros is 0 elsewhere), at a
-    few per cent of the cost for a hip-sized mask in a 512 x 512 field of view.
+    into (linear interpolation of zeros is 0 elsewhere), at a few per cent of the cost for a hip-sized mask in a
+    512 x 512 field of view. The result is that of resampling the whole grids except where an interpolated value
+    lies exactly at the 0.5 threshold (a shift of exactly half a voxel): the boxes' origins round differently.
     """
     import itertools
 

@@ -10,6 +10,7 @@ computed in line (``BMEPIPE_THREADS=1``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -54,12 +55,13 @@ class _Pending:
     def _run(self, fn):
         try:
             self._value = fn()
-        except BaseException as err:  # handed to the reader, as if computed there
+        except Exception as err:  # handed to the reader, as if computed there (Ctrl-C is not held back)
             self._error = err
 
     def result(self) -> tuple:
-        if self._thread is not None:
-            self._thread.join()  # joined, not only finished: a later fork must see no other thread
+        thread = self._thread  # several readers may wait at once: each joins its own reference
+        if thread is not None:
+            thread.join()  # joined, not only finished: a later fork must see no other thread
             self._thread = None
         if self._error is not None:
             raise self._error
@@ -241,7 +243,13 @@ def normalize_study(
                 speculative = finish(guess)
             except BmepipeError:  # e.g. no header overlap across frames: only the registration can tell
                 guess = speculative = None
-            grid, timings["grid"] = check.result()
+            try:
+                grid, timings["grid"] = check.result()
+            except BaseException:
+                if speculative is not None:  # no QC thread left running behind the error
+                    with contextlib.suppress(Exception):
+                        speculative[3].result()
+                raise
         if speculative is not None and grid.method == "geometry":
             grid, done = dataclasses.replace(grid, image=guess.image, inside=guess.inside), speculative
         else:
@@ -249,11 +257,9 @@ def normalize_study(
             image, inside = resample_images(t1_native, fluid, grid.transform)
             grid = dataclasses.replace(grid, image=image, inside=inside)
             timings["grid"] += time.perf_counter() - t0
-            if speculative is not None:
-                try:  # wait for the discarded background step: one at a time
+            if speculative is not None:  # wait for the discarded background step: one at a time
+                with contextlib.suppress(Exception):
                     speculative[3].result()
-                except BmepipeError:
-                    pass
     else:
         grid, timings["grid"] = map_t1(register)
     if done is None:

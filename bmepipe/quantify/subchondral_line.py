@@ -67,7 +67,7 @@ def find_subchondral_line(frame: HeadFrame, fluid_rays: np.ndarray, head_rays: n
     Returns
     -------
     dict or None
-        ``length_mm``, ``thickness_mm``, ``depth_mm`` (centre below the surface),
+        ``length_mm``, ``thickness_mm``, ``depth_mm`` (centre below the fitted head sphere),
         ``footprint`` (bool (n_theta, n_phi)), ``shape`` ("convex" when the depth
         is constant within 1 mm, i.e. parallel to the surface; else "irregular").
     """
