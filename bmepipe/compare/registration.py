@@ -88,15 +88,17 @@ def resample_mask(mask: np.ndarray, moving_image, fixed_image, transform) -> np.
 
     import SimpleITK as sitk
 
+    from scipy import ndimage
+
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(fixed_image.GetSize()[::-1], dtype=bool)
-    if not mask.any():
+    found = ndimage.find_objects(mask.astype(np.uint8))
+    if not found:
         return out
     pad = 2
-    lo = [max(0, int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != k)))[0]) - pad) for k in range(3)]
-    hi = [min(n, int(np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != k)))[-1]) + 1 + pad)
-          for k, n in enumerate(mask.shape)]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))  # [slice, row, column]
+    lo = [max(0, s.start - pad) for s in found[0]]  # [slice, row, column]
+    hi = [min(n, s.stop + pad) for s, n in zip(found[0], mask.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
     img = sitk.GetImageFromArray(mask[box].astype(np.float32))
     img.SetSpacing(moving_image.GetSpacing())
     img.SetDirection(moving_image.GetDirection())

@@ -117,8 +117,7 @@ class NormalizedStudy:
         with self._lock:
             if self._scaled is None:
                 t0 = time.perf_counter()
-                depth = in_plane_depth_mm(sitk.GetArrayViewFromImage(self.body) > 0, self.fluid.GetSpacing())
-                self._scaled = with_landmarks(self.muscle_units, self.body, depth_mm=depth)
+                self._scaled = with_landmarks(self.muscle_units, self.body)  # measures the depth itself
                 self.steps_s["landmarks"] = time.perf_counter() - t0
         return self._scaled
 
