@@ -14,8 +14,10 @@ from report_synth import make_report, write_series
 
 from bmepipe.errors import OutputError
 from bmepipe.report import (
+    SegmentationReference,
     build_measurement_report,
     build_segmentation,
+    plan_segmentation,
     write_dicom_seg,
     write_dicom_sr,
 )
@@ -236,3 +238,47 @@ def test_sr_without_seg_and_reproducible(source, tmp_path):
     groups = hd.sr.srread(c).content.get_image_measurement_groups()
     (pattern,) = [g for g in groups if g.tracking_identifier == "right pattern"]
     assert pattern.get_measurements() == [] and pattern.get_qualitative_evaluations()[0].value.value == "TOH_LIKE"
+
+
+def _highdicom_sources(seg, number):
+    """Source (instance UID, frame numbers) of one segment, as highdicom's own SR reference finds them."""
+    reference = hd.sr.ReferencedSegment.from_segmentation(seg, number)
+    found = {}
+    for item in reference[1:]:
+        sop = item.ReferencedSOPSequence[0]
+        frames = sop.get("ReferencedFrameNumber")
+        found.setdefault(str(sop.ReferencedSOPInstanceUID), set()).update(
+            [] if frames is None else map(int, frames if sop["ReferencedFrameNumber"].VM > 1 else [frames]))
+    return found
+
+
+@pytest.mark.parametrize("multiframe", [False, True])
+def test_plan_segmentation_is_what_the_built_segmentation_references(source, masks, tmp_path, multiframe):
+    shuffled = [source[i] for i in np.random.default_rng(4).permutation(len(source))]
+    if multiframe:
+        shuffled = [hd.legacy.LegacyConvertedEnhancedMRImage(source, "1.2.826.0.1.3680043.8.498.1", 30,
+                                                             "1.2.826.0.1.3680043.8.498.2", 1)]
+    plan = plan_segmentation(masks, shuffled, uid_seed=7)
+    seg = hd.seg.segread(write_dicom_seg(build_segmentation(masks, shuffled, uid_seed=7), tmp_path / "seg.dcm"))
+    assert plan == SegmentationReference.from_segmentation(seg)
+    assert (plan.sop_instance_uid, plan.series_instance_uid) == (seg.SOPInstanceUID, seg.SeriesInstanceUID)
+    for label, (number, sources) in plan.segments.items():
+        assert seg.get_segment_description(number).SegmentLabel == label
+        if multiframe:  # highdicom's reference keeps one frame per instance; the frames come from the test's masks
+            ((_, uid, frames),) = sources
+            side, structure = label.split(" ")
+            by_position = {tuple(np.round(np.asarray(ds.ImagePositionPatient, float), 3)): int(ds.InstanceNumber) - 1
+                           for ds in source}
+            expected = [f + 1 for f, item in enumerate(shuffled[0].PerFrameFunctionalGroupsSequence)
+                        if masks[side][structure][by_position[tuple(np.round(np.asarray(
+                            item.PlanePositionSequence[0].ImagePositionPatient, float), 3))]].any()]
+            assert uid == shuffled[0].SOPInstanceUID and list(frames) == expected
+            assert set(_highdicom_sources(seg, number)) == {uid}
+        else:
+            assert {uid: set() for _, uid, _ in sources} == _highdicom_sources(seg, number)
+    # the SR made from the plan is the one made from the built SEG, byte for byte
+    sides = make_report()["sides"]
+    a = write_dicom_sr(build_measurement_report(sides, shuffled, plan, uid_seed=7), tmp_path / "a.dcm")
+    b = write_dicom_sr(build_measurement_report(sides, shuffled, seg, uid_seed=7), tmp_path / "b.dcm")
+    assert a.read_bytes() == b.read_bytes()
+    assert _dciodvfy_errors(a) == []

@@ -43,26 +43,35 @@ def _tree(folder):
 
 def test_every_mode_writes_the_same_bytes(inputs, tmp_path, monkeypatch):
     image, datasets, masks = inputs
-    original = bundle._write_dicom
     where = {}
 
-    def write_dicom(out, *args):  # records which process and thread did the DICOM half
-        (out.parent / f"{out.name}.where").write_text(f"{os.getpid()} {threading.get_ident()}")
-        return original(out, *args)
+    def recording(name):  # records which process and thread built each DICOM object
+        original = getattr(bundle, name)
 
-    monkeypatch.setattr(bundle, "_write_dicom", write_dicom)
+        def write(out, *args):
+            (out.parent / f"{out.name}.{name}").write_text(f"{os.getpid()} {threading.get_ident()}")
+            return original(out, *args)
+
+        monkeypatch.setattr(bundle, name, write)
+
+    recording("_write_seg")
+    recording("_write_sr")
     trees = {}
     for mode in MODES:
         _set_mode(monkeypatch, mode)
         written = write_outputs(tmp_path / mode, make_report(), masks, image, datasets, html=False)
         assert written["dicom_seg"] == tmp_path / mode / "dicom" / "seg.dcm"
+        assert written["dicom_sr"] == tmp_path / mode / "dicom" / "sr.dcm"
         trees[mode] = _tree(tmp_path / mode)
-        where[mode] = tuple(map(int, (tmp_path / f"{mode}.where").read_text().split()))
+        where[mode] = [tuple(map(int, (tmp_path / f"{mode}.{name}").read_text().split()))
+                       for name in ("_write_seg", "_write_sr")]
     here = (os.getpid(), threading.get_ident())
-    assert where["serial"] == here
-    assert where["thread"][0] == here[0] and where["thread"][1] != here[1]
+    assert where["serial"] == [here, here]
+    for pid, thread in where["thread"]:
+        assert pid == here[0] and thread != here[1]
     if sys.platform == "linux":
-        assert where["fork"][0] != here[0]
+        seg_child, sr_child = where["fork"]
+        assert here[0] != seg_child[0] != sr_child[0] != here[0]  # one child each, beside this process
     assert {"dicom/seg.dcm", "dicom/sr.dcm", "report.json"} <= set(trees["serial"])
     assert trees["fork"] == trees["serial"]
     assert trees["thread"] == trees["serial"]
@@ -78,6 +87,24 @@ def test_an_error_in_the_dicom_half_is_raised_and_report_json_is_not_written(inp
         write_outputs(tmp_path / "out", make_report(), masks, shifted, datasets, html=False)
     assert not (tmp_path / "out" / "report.json").exists()
     assert not (tmp_path / "out" / "dicom" / "seg.dcm").exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("failing", ["build_segmentation", "build_measurement_report"])
+def test_an_error_in_one_dicom_object_waits_for_the_other_and_is_raised(inputs, tmp_path, monkeypatch, mode,
+                                                                         failing):
+    image, datasets, masks = inputs
+
+    def fail(*args, **kwargs):
+        raise OutputError(f"{failing} failed on purpose")
+
+    monkeypatch.setattr(bundle, failing, fail)  # also in a forked child: it inherits the patched module
+    _set_mode(monkeypatch, mode)
+    with pytest.raises(OutputError, match=f"{failing} failed on purpose"):
+        write_outputs(tmp_path / "out", make_report(), masks, image, datasets, html=False)
+    assert not (tmp_path / "out" / "report.json").exists()
+    other = "sr.dcm" if failing == "build_segmentation" else "seg.dcm"
+    assert (tmp_path / "out" / "dicom" / other).exists()  # the other object was finished, not cut off
 
 
 def test_preload_initialises_the_writers_without_leaving_threads():

@@ -31,7 +31,7 @@ from .schema import (
     to_jsonable,
     validate_report,
 )
-from .seg import build_segmentation, write_dicom_seg
+from .seg import SegmentationReference, build_segmentation, plan_segmentation, write_dicom_seg
 from .sr import build_measurement_report, write_dicom_sr
 
 __all__ = [
@@ -44,12 +44,14 @@ __all__ = [
     "STRUCTURES",
     "STRUCTURE_COLORS",
     "Figure",
+    "SegmentationReference",
     "build_measurement_report",
     "build_segmentation",
     "dumps_report",
     "label_path",
     "load_schema",
     "overlay_figures",
+    "plan_segmentation",
     "read_report_json",
     "read_source_datasets",
     "render_html",

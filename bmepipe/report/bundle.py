@@ -2,13 +2,15 @@
 
 ``report.json`` is written last, so its presence means the folder is complete.
 
-The DICOM SEG and SR (pure-Python highdicom work) are built in a forked child
-process while this process writes the label maps and renders the figures, so
-the two halves use two cores instead of taking turns on the GIL. The child is
-forked only on Linux, when this process runs no other Python thread (forking
-is then safe) and :func:`bmepipe._threads.max_threads` allows two; otherwise
-the DICOM half runs on a thread (``BMEPIPE_THREADS=1``: one after the other).
-Either way every file is the same, byte for byte. :func:`preload` does the
+The DICOM SEG and the SR (pure-Python highdicom work) are each built in a
+forked child process while this process writes the label maps and renders the
+figures, so the work spreads over the cores instead of taking turns on the GIL;
+the SR does not wait for the SEG, it references the segments of the SEG's
+:func:`~bmepipe.report.plan_segmentation`. Children are forked only on Linux,
+when this process runs no other Python thread (forking is then safe) and
+:func:`bmepipe._threads.max_threads` allows two; otherwise the DICOM objects
+are built on threads (``BMEPIPE_THREADS=1``: one after the other). Either way
+every file is the same, byte for byte. :func:`preload` does the
 first-use work (imports, highdicom's tables) ahead of time, e.g. on a thread.
 """
 
@@ -36,7 +38,7 @@ from .html import render_html
 from .json_report import dumps_report
 from .labels import write_label_maps
 from .schema import SIDES, STRUCTURES, to_jsonable
-from .seg import build_segmentation, write_dicom_seg
+from .seg import build_segmentation, plan_segmentation, write_dicom_seg
 from .sr import build_measurement_report, write_dicom_sr
 
 __all__ = ["OUTPUT_FILES", "preload", "read_source_datasets", "write_outputs"]
@@ -87,7 +89,15 @@ def preload() -> None:
 
     _validator(SCHEMA_VERSION)
     font_manager.findfont("DejaVu Sans")
-    with contextlib.suppress(ImportError, AttributeError):  # private tables (22 MB JSON), read once per process
+    _load_dicom_tables()
+
+
+def _load_dicom_tables() -> None:
+    """Read highdicom's tables of the standard (22 MB of JSON, 0.25 s) once per process, before forking.
+
+    Each forked child would otherwise read them again, every analysis. Private API: skipped if it moved.
+    """
+    with contextlib.suppress(ImportError, AttributeError):
         from highdicom import _standard_utils
 
         _standard_utils.get_module_attribute_map()
@@ -147,13 +157,19 @@ def write_outputs(
     json_path = out / OUTPUT_FILES["report_json"]
     json_text = dumps_report(report, json_path)  # validates: refuse before writing anything
 
-    dicom_job = None
+    dicom_jobs = []
     if dicom:
         seed = None
         if uid_seed is not None:  # the report's content joins the seed: other parameters, other UIDs
             seed = f"{uid_seed}:{hashlib.sha256(json_text.encode()).hexdigest()[:16]}"
-        dicom_job = _Background(_write_dicom, out, report["sides"], masks, source_datasets, reference_image,
-                                seed, report.get("created"))
+        _load_dicom_tables()
+        any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
+        plan = plan_segmentation(masks, source_datasets, include_empty=not any_mask, uid_seed=seed,
+                                 reference_image=reference_image)
+        options = dict(uid_seed=seed, content_datetime=report.get("created"))
+        dicom_jobs = [_Background(_write_seg, out, masks, source_datasets, reference_image, plan, not any_mask,
+                                  options),
+                      _Background(_write_sr, out, report["sides"], source_datasets, plan, options)]
     try:
         label_files = write_label_maps(masks, reference_image, out) if labels else {}
         if html:
@@ -162,13 +178,19 @@ def write_outputs(
             figures = overlay_figures(fluid, t1_zyx, masks, spacing, direction=reference_image.GetDirection())
             html_file = _write_text(out / OUTPUT_FILES["report_html"], render_html(report, figures), "HTML report")
     except BaseException:
-        if dicom_job is not None:  # the DICOM half ends before this error is raised; its own error is secondary
+        for job in dicom_jobs:  # the DICOM objects end before this error is raised; their own errors are secondary
             with contextlib.suppress(Exception):
-                dicom_job.result()
+                job.result()
         raise
-    dicom_files = dicom_job.result() if dicom_job is not None else {}
     written = {f"labels/{key}": path for key, path in label_files.items()}
-    written.update(dicom_files)
+    errors = []
+    for job in dicom_jobs:  # wait for both, then raise the first error
+        try:
+            written.update(job.result())
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
     if html:
         written["report_html"] = html_file
     written["report_json"] = _write_text(json_path, json_text, "report")
@@ -182,17 +204,19 @@ def _write_text(path: Path, text: str, what: str) -> Path:
         raise OutputError(f"cannot write the {what} ({exc.strerror or exc})", path) from exc
 
 
-def _write_dicom(out: Path, sides: Mapping, masks: Mapping, source_datasets: Sequence, reference_image,
-                 uid_seed: Optional[str], created) -> dict[str, Path]:
-    """Build and write ``dicom/seg.dcm`` and ``dicom/sr.dcm``; ``{"dicom_seg": path, "dicom_sr": path}``."""
-    any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
-    options = dict(uid_seed=uid_seed, content_datetime=created)
-    seg = build_segmentation(masks, source_datasets, include_empty=not any_mask,
-                             reference_image=reference_image, **options)
-    written = {"dicom_seg": write_dicom_seg(seg, out / OUTPUT_FILES["dicom_seg"])}
-    sr = build_measurement_report(sides, source_datasets, seg, **options)
-    written["dicom_sr"] = write_dicom_sr(sr, out / OUTPUT_FILES["dicom_sr"])
-    return written
+def _write_seg(out: Path, masks: Mapping, source_datasets: Sequence, reference_image, plan, include_empty: bool,
+               options: dict) -> dict[str, Path]:
+    """Build and write ``dicom/seg.dcm`` as planned; ``{"dicom_seg": path}``."""
+    seg = build_segmentation(masks, source_datasets, include_empty=include_empty, reference_image=reference_image,
+                             series_instance_uid=plan.series_instance_uid,
+                             sop_instance_uid=plan.sop_instance_uid, **options)
+    return {"dicom_seg": write_dicom_seg(seg, out / OUTPUT_FILES["dicom_seg"])}
+
+
+def _write_sr(out: Path, sides: Mapping, source_datasets: Sequence, plan, options: dict) -> dict[str, Path]:
+    """Build and write ``dicom/sr.dcm``, referencing the planned SEG; ``{"dicom_sr": path}``."""
+    sr = build_measurement_report(sides, source_datasets, plan, **options)
+    return {"dicom_sr": write_dicom_sr(sr, out / OUTPUT_FILES["dicom_sr"])}
 
 
 class _Background:

@@ -11,6 +11,7 @@ multi-frame sources (one dataset).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -31,7 +32,11 @@ from .codes import (
 from .labels import check_masks
 from .schema import SIDES, STRUCTURES
 
-__all__ = ["build_segmentation", "write_dicom_seg", "source_slice_order", "segment_label"]
+__all__ = ["SegmentationReference", "build_segmentation", "plan_segmentation", "segment_label", "source_slice_order",
+           "write_dicom_seg"]
+
+#: SOP Class UID of Segmentation Storage.
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -96,6 +101,134 @@ def _rank(positions: np.ndarray, iop: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _slice_ranks(source_datasets: Sequence, reference_image=None) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """(mask slice of each source slice or frame, mask shape) for the source series."""
+    if not source_datasets:
+        raise OutputError("no source datasets for the segmentation")
+    positions, iop, rows, columns = _frame_geometry(source_datasets)
+    rank = _rank(positions, iop) if reference_image is None else _rank_on_grid(positions, reference_image)
+    return rank, (len(rank), rows, columns)
+
+
+def _selected_masks(masks: Mapping, shape: tuple[int, int, int], include_empty: bool) -> list[tuple]:
+    """``(side, structure, bool mask)`` of every segment, in segment-number order (non-empty ones only by default)."""
+    check_masks(masks, shape)
+    selected = []
+    for side in SIDES:
+        for structure in STRUCTURES:
+            mask = masks.get(side, {}).get(structure)
+            mask = np.zeros(shape, bool) if mask is None else np.asarray(mask, dtype=bool)  # no copy if bool
+            if include_empty or mask.any():
+                selected.append((side, structure, mask))
+    if not selected:
+        raise OutputError("every mask is empty; nothing to put in a DICOM Segmentation")
+    return selected
+
+
+@dataclass(frozen=True)
+class SegmentationReference:
+    """What a measurement report needs of a DICOM Segmentation, without building it.
+
+    Attributes
+    ----------
+    study_instance_uid, series_instance_uid, sop_instance_uid : str
+        The Segmentation's UIDs.
+    source_series_uid : str
+        SeriesInstanceUID of the source series.
+    segments : dict
+        ``{segment label: (segment number, source references)}``; each source
+        reference is ``(SOPClassUID, SOPInstanceUID, frame numbers or None)``
+        of a source image (or frames of a multi-frame one) the segment covers,
+        sorted by SOPInstanceUID (empty for a segment with no pixel set).
+    """
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    source_series_uid: str
+    segments: Mapping[str, tuple[int, tuple[tuple[str, str, Optional[tuple[int, ...]]], ...]]]
+    sop_class_uid: str = SEGMENTATION_STORAGE
+
+    @classmethod
+    def from_segmentation(cls, segmentation) -> "SegmentationReference":
+        """The reference of a built Segmentation (its segments and, per frame, the source it derives from)."""
+        covered: dict[int, dict[tuple[str, str], set]] = {}
+        for frame in segmentation.PerFrameFunctionalGroupsSequence:
+            number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+            for derivation in frame.get("DerivationImageSequence", []):
+                for source in derivation.get("SourceImageSequence", []):
+                    key = (str(source.ReferencedSOPClassUID), str(source.ReferencedSOPInstanceUID))
+                    frames = covered.setdefault(number, {}).setdefault(key, set())
+                    if "ReferencedFrameNumber" in source:
+                        value = source.ReferencedFrameNumber
+                        frames.update(map(int, value if source["ReferencedFrameNumber"].VM > 1 else [value]))
+        segments = {str(item.SegmentLabel): (int(item.SegmentNumber),
+                                             _sorted_references(covered.get(int(item.SegmentNumber), {})))
+                    for item in segmentation.SegmentSequence}
+        return cls(str(segmentation.StudyInstanceUID), str(segmentation.SeriesInstanceUID),
+                   str(segmentation.SOPInstanceUID), str(segmentation.ReferencedSeriesSequence[0].SeriesInstanceUID),
+                   segments, str(segmentation.SOPClassUID))
+
+    def evidence(self):
+        """A pydicom Dataset with the four UIDs an SR's evidence sequence takes from the Segmentation."""
+        from pydicom.dataset import Dataset
+
+        item = Dataset()
+        item.SOPClassUID = self.sop_class_uid
+        item.SOPInstanceUID = self.sop_instance_uid
+        item.StudyInstanceUID = self.study_instance_uid
+        item.SeriesInstanceUID = self.series_instance_uid
+        return item
+
+
+def _sorted_references(covered: Mapping[tuple[str, str], set]) -> tuple:
+    return tuple((cls, uid, tuple(sorted(frames)) or None) for (cls, uid), frames in sorted(covered.items(),
+                                                                                            key=lambda kv: kv[0][1]))
+
+
+def plan_segmentation(
+    masks: Mapping[str, Mapping[str, np.ndarray]],
+    source_datasets: Sequence,
+    *,
+    include_empty: bool = False,
+    uid_seed: Optional[Union[int, str]] = None,
+    reference_image=None,
+    series_instance_uid: Optional[str] = None,
+    sop_instance_uid: Optional[str] = None,
+) -> SegmentationReference:
+    """The :class:`SegmentationReference` of the Segmentation :func:`build_segmentation` makes of the same input.
+
+    Cheap (no pixel encoding), so a measurement report can be built beside the
+    Segmentation. Same parameters as :func:`build_segmentation`; with
+    ``uid_seed=None`` give the UIDs, and the same ones to both.
+    """
+    rank, shape = _slice_ranks(source_datasets, reference_image)
+    selected = _selected_masks(masks, shape, include_empty)
+    base_uid = str(source_datasets[0].SeriesInstanceUID)
+    multiframe = len(source_datasets) == 1 and int(source_datasets[0].get("NumberOfFrames", 1) or 1) > 1
+    # highdicom omits a segment's empty frames, unless every frame of every segment is empty
+    present = np.array([mask.any(axis=(1, 2)) for _, _, mask in selected])  # [segment, mask slice]
+    if not present.any():
+        present[:] = True
+    segments = {}
+    for number, ((side, structure, _), slices) in enumerate(zip(selected, present), start=1):
+        frames = np.flatnonzero(slices[rank])  # source slices / frames (0-based) this segment covers
+        if multiframe:
+            ds = source_datasets[0]
+            covered = {(str(ds.SOPClassUID), str(ds.SOPInstanceUID)): {int(f) + 1 for f in frames}}
+        else:
+            covered = {(str(source_datasets[f].SOPClassUID), str(source_datasets[f].SOPInstanceUID)): set()
+                       for f in frames}
+        segments[segment_label(side, structure)] = (number, _sorted_references(covered))
+    return SegmentationReference(
+        study_instance_uid=str(source_datasets[0].StudyInstanceUID),
+        series_instance_uid=series_instance_uid or derive_uid(base_uid, uid_seed, "seg-series"),
+        sop_instance_uid=sop_instance_uid or derive_uid(base_uid, uid_seed, "seg-instance"),
+        source_series_uid=base_uid,
+        segments=segments,
+    )
+
+
 def build_segmentation(
     masks: Mapping[str, Mapping[str, np.ndarray]],
     source_datasets: Sequence,
@@ -106,6 +239,8 @@ def build_segmentation(
     content_datetime=None,
     series_description: str = "bmepipe segmentation (research use)",
     reference_image=None,
+    series_instance_uid: Optional[str] = None,
+    sop_instance_uid: Optional[str] = None,
 ):
     """Build a BINARY DICOM Segmentation of the masks on the source series.
 
@@ -130,11 +265,13 @@ def build_segmentation(
     content_datetime : datetime or ISO 8601 str, optional
         ContentDate/ContentTime; default the source's StudyDate/StudyTime when
         ``uid_seed`` is given, else now.
-
     reference_image : SimpleITK.Image, optional
         The volume the masks were made on; each source slice is matched to its
         slice by position (safe for any slice order), and a source that does
         not lie on its grid is refused.
+    series_instance_uid, sop_instance_uid : str, optional
+        The new object's UIDs (default: derived from ``uid_seed``, or random);
+        give the ones a :func:`plan_segmentation` was made with.
 
     Returns
     -------
@@ -143,23 +280,8 @@ def build_segmentation(
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    if not source_datasets:
-        raise OutputError("no source datasets for the segmentation")
-    positions, iop, rows, columns = _frame_geometry(source_datasets)
-    rank = _rank(positions, iop) if reference_image is None else _rank_on_grid(positions, reference_image)
-    shape = (len(rank), rows, columns)
-    check_masks(masks, shape)
-
-    selected = []
-    for side in SIDES:
-        for structure in STRUCTURES:
-            mask = masks.get(side, {}).get(structure)
-            mask = np.zeros(shape, bool) if mask is None else np.asarray(mask, dtype=bool)  # no copy if bool
-            if include_empty or mask.any():
-                selected.append((side, structure, mask))
-    if not selected:
-        raise OutputError("every mask is empty; nothing to put in a DICOM Segmentation")
-
+    rank, shape = _slice_ranks(source_datasets, reference_image)
+    selected = _selected_masks(masks, shape, include_empty)
     first = source_datasets[0]
     base_uid = str(first.SeriesInstanceUID)
     algorithm = hd.AlgorithmIdentificationSequence(
@@ -199,9 +321,9 @@ def build_segmentation(
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=derive_uid(base_uid, uid_seed, "seg-series"),
+        series_instance_uid=series_instance_uid or derive_uid(base_uid, uid_seed, "seg-series"),
         series_number=int(series_number),
-        sop_instance_uid=derive_uid(base_uid, uid_seed, "seg-instance"),
+        sop_instance_uid=sop_instance_uid or derive_uid(base_uid, uid_seed, "seg-instance"),
         instance_number=1,
         manufacturer="bmepipe developers",
         manufacturer_model_name="bmepipe",

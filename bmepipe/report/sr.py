@@ -44,7 +44,7 @@ from .codes import (
     ucum,
 )
 from .schema import REGIONS, SIDES, lookup
-from .seg import fix_creation_times, segment_label, write_dicom_seg
+from .seg import SegmentationReference, fix_creation_times, segment_label, write_dicom_seg
 
 __all__ = ["build_measurement_report", "write_dicom_sr", "measurement_rows"]
 
@@ -91,10 +91,17 @@ def _concept(name: str):
     return CodedConcept.from_code(by_value[value])
 
 
-def _segment_numbers(segmentation) -> dict[str, int]:
-    if segmentation is None:
-        return {}
-    return {str(item.SegmentLabel): int(item.SegmentNumber) for item in segmentation.SegmentSequence}
+def _referenced_segment(reference: SegmentationReference, label: str):
+    """TID 1411 reference to one segment and the source images (or frames) it covers."""
+    import highdicom as hd
+
+    number, sources = reference.segments[label]
+    images = [hd.sr.SourceImageForSegmentation(cls, uid, None if frames is None else list(frames))
+              for cls, uid, frames in sources]
+    return hd.sr.ReferencedSegment(reference.sop_class_uid, reference.sop_instance_uid, number,
+                                   source_images=images or None,
+                                   source_series=None if images else hd.sr.SourceSeriesForSegmentation(
+                                       reference.source_series_uid))
 
 
 def build_measurement_report(
@@ -116,9 +123,11 @@ def build_measurement_report(
         with the contract field names (``regions.<r>.volume_ml``, ``bme.volume_ml``, ...).
     source_datasets : sequence of pydicom.Dataset
         The fluid-sensitive series the measurements were made on (evidence).
-    segmentation : highdicom.seg.Segmentation, optional
-        The SEG from :func:`bmepipe.report.build_segmentation`; groups whose
-        structure has a segment reference it.
+    segmentation : highdicom.seg.Segmentation or SegmentationReference, optional
+        The SEG from :func:`bmepipe.report.build_segmentation`, or its
+        :func:`bmepipe.report.plan_segmentation` (the same report, without
+        waiting for the SEG); groups whose structure has a segment reference
+        it and the source images that segment covers.
     uid_seed, content_datetime
         As for :func:`bmepipe.report.build_segmentation` (reproducible output).
 
@@ -136,7 +145,9 @@ def build_measurement_report(
         raise OutputError(f"unknown side(s) {sorted(unknown)}; expected {SIDES}")
     first = source_datasets[0]
     base_uid = str(first.SeriesInstanceUID)
-    segments = _segment_numbers(segmentation)
+    if segmentation is not None and not isinstance(segmentation, SegmentationReference):
+        segmentation = SegmentationReference.from_segmentation(segmentation)
+    segments = segmentation.segments if segmentation is not None else {}
     algorithm = hd.sr.AlgorithmIdentification(name="bmepipe", version=__version__)
 
     groups = []
@@ -174,9 +185,8 @@ def build_measurement_report(
                 measurements=items,
             )
             if label in segments:
-                reference = hd.sr.ReferencedSegment.from_segmentation(segmentation, segments[label])
                 groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                    referenced_segment=reference, **common))
+                    referenced_segment=_referenced_segment(segmentation, label), **common))
             else:
                 groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(**common))
 
@@ -193,7 +203,7 @@ def build_measurement_report(
         procedure_reported=codes.LN.MRIUnspecifiedBodyRegion,
         imaging_measurements=groups or None,
     )
-    evidence = list(source_datasets) + ([segmentation] if segmentation is not None else [])
+    evidence = list(source_datasets) + ([segmentation.evidence()] if segmentation is not None else [])
     sr = hd.sr.Comprehensive3DSR(
         evidence=evidence,
         content=report[0],
