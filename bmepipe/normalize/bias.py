@@ -51,6 +51,12 @@ COARSE_ITERATIONS = (50, 50, 50)
 #: bias (``benchmarks/bench_bias.py``: median / max CV 1.15 / 2.17 % vs 1.11 / 2.38 % with every voxel) in
 #: 0.32 instead of 0.42 s per 512 x 512 x 30 series (N4 itself: about 55 % of the CPU time).
 COARSE_CHECKERBOARD = True
+#: With the checkerboard, masks of more than twice this many coarse voxels are thinned further, to every
+#: k-th diagonal plane (``(z + y + x) % k == 0``, ``k = mask voxels // COARSE_FIT_VOXELS``): T1 and
+#: fat-suppressed series keep the subcutaneous fat in their body mask, three times STIR's. On nine
+#: 512 x 512 x 30 phantoms (T1) the median / max residual CV was 0.68 / 1.01 % instead of 0.69 / 1.19 % in
+#: 0.30 instead of 0.83 s of N4 (one thread); STIR masks (< 9000 voxels) keep the checkerboard.
+COARSE_FIT_VOXELS = 4500
 
 
 def _shrink_factors(image: sitk.Image, target_mm: float, target_slice_mm: Optional[float] = None) -> list[int]:
@@ -126,6 +132,7 @@ def correct_bias(
     coarse_slice_mm: float = COARSE_SLICE_MM,
     iterations: tuple[int, ...] = COARSE_ITERATIONS,
     checkerboard: bool = COARSE_CHECKERBOARD,
+    fit_voxels: int = COARSE_FIT_VOXELS,
 ) -> tuple[sitk.Image, sitk.Image]:
     """Remove the smooth multiplicative receive-coil field.
 
@@ -151,7 +158,10 @@ def correct_bias(
         tuple's length is the number of levels.
     checkerboard : bool
         ``n4_coarse``: fit to every other mask voxel of the coarse grid (see
-        :data:`COARSE_CHECKERBOARD`).
+        :data:`COARSE_CHECKERBOARD`), or fewer for large masks.
+    fit_voxels : int
+        With ``checkerboard``: thin large masks to about this many voxels (see
+        :data:`COARSE_FIT_VOXELS`).
 
     Returns
     -------
@@ -193,8 +203,9 @@ def correct_bias(
             raise InputError("bias correction: the mask is empty on the coarse grid")
         fit_mask = small_mask
         if checkerboard:
+            k = max(2, int(np.count_nonzero(small_mask_arr)) // max(1, int(fit_voxels)))
             z, y, x = np.indices(small_mask_arr.shape, sparse=True)
-            fit_mask = sitk.GetImageFromArray((small_mask_arr & ((z + y + x) % 2 == 0)).astype(np.uint8))
+            fit_mask = sitk.GetImageFromArray((small_mask_arr & ((z + y + x) % k == 0)).astype(np.uint8))
             fit_mask.CopyInformation(small_mask)
         n4 = sitk.N4BiasFieldCorrectionImageFilter()
         n4.SetMaximumNumberOfIterations([int(i) for i in iterations])
