@@ -197,7 +197,17 @@ def _brightest_major_mode(values: np.ndarray, min_mass: float = MAJOR_MODE_MASS)
 
 def _erode_in_plane(mask: np.ndarray, spacing_xyz, margin_mm: float) -> np.ndarray:
     n = max(1, int(round(margin_mm / min(spacing_xyz[0], spacing_xyz[1]))))
-    return ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3), bool), iterations=n)
+    return erode_square(mask, n)
+
+
+def erode_square(mask: np.ndarray, n: int = 1) -> np.ndarray:
+    """``ndimage.binary_erosion(mask, np.ones((1, 3, 3)), iterations=n)`` (outside the array counts as
+    background), as two running minima over ``2 n + 1`` pixels along rows and columns: same result, one
+    pass per axis whatever ``n``."""
+    out = np.asarray(mask, bool).view(np.uint8)
+    for axis in (1, 2):
+        out = ndimage.minimum_filter1d(out, 2 * n + 1, axis=axis, mode="constant", cval=0)
+    return out.view(bool)
 
 
 def find_reference_tissue(
@@ -241,26 +251,33 @@ def find_reference_tissue(
         body = body_mask(t1 if t1 is not None else fluid)
     core = _erode_in_plane(sitk.GetArrayFromImage(body) > 0, fluid.GetSpacing(), skin_margin_mm)
     # 3x3 in-plane means: classify on less noisy values (muscle is large, so it survives the blur).
-    fs = ndimage.uniform_filter(f, size=(1, 3, 3))
+    # Values at the core voxels only (raster order), the mask rebuilt at the end: the same selection as
+    # full-array arithmetic, without passes over the background.
+    where = np.flatnonzero(core)
+    fs = ndimage.uniform_filter(f, size=(1, 3, 3)).ravel()[where]
     if t is not None:
-        ts = ndimage.uniform_filter(t, size=(1, 3, 3))
-        fat_level = float(np.percentile(ts[core], 95))
-        cand = core & (ts > T1_MUSCLE_RANGE[0] * fat_level) & (ts < T1_MUSCLE_RANGE[1] * fat_level)
-        if cand.sum() < 100:
+        ts = ndimage.uniform_filter(t, size=(1, 3, 3)).ravel()[where]
+        fat_level = float(np.percentile(ts, 95)) if ts.size else 0.0
+        keep = (ts > T1_MUSCLE_RANGE[0] * fat_level) & (ts < T1_MUSCLE_RANGE[1] * fat_level)
+        where, fs, ts = where[keep], fs[keep], ts[keep]
+        if where.size < 100:
             raise InputError("no T1-intermediate (muscle-like) tissue found inside the body")
-        mode_f = _log_mode(fs[cand])
-        cand &= np.abs(fs / mode_f - 1) < MODE_WINDOW
-        mode_t = _log_mode(ts[cand])
-        cand &= np.abs(ts / mode_t - 1) < MODE_WINDOW
+        mode_f = _log_mode(fs)
+        keep = np.abs(fs / mode_f - 1) < MODE_WINDOW
+        where, ts = where[keep], ts[keep]
+        mode_t = _log_mode(ts)
+        where = where[np.abs(ts / mode_t - 1) < MODE_WINDOW]
         how = "T1-intermediate, fluid-intermediate mode (joint T1/fluid-sensitive)"
     else:
-        vals = fs[core & (fs > 0)]
+        vals = fs[fs > 0]
         if vals.size < 100:
             raise InputError("body mask holds no signal")
         mode_f = _brightest_major_mode(vals)
-        cand = core & (np.abs(fs / mode_f - 1) < MODE_WINDOW)
+        where = where[np.abs(fs / mode_f - 1) < MODE_WINDOW]
         how = "brightest major histogram mode of the fluid-sensitive signal (no T1; assumes working fat suppression)"
-    muscle = ndimage.binary_erosion(cand, structure=np.ones((1, 3, 3), bool))
+    cand = np.zeros(core.shape, bool)
+    cand.ravel()[where] = True
+    muscle = erode_square(cand)
     if muscle.sum() < 100:
         muscle = cand
     if muscle.sum() < 100:
