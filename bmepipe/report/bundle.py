@@ -41,7 +41,7 @@ from .schema import SIDES, STRUCTURES, to_jsonable
 from .seg import build_segmentation, plan_segmentation, write_dicom_seg
 from .sr import build_measurement_report, write_dicom_sr
 
-__all__ = ["OUTPUT_FILES", "preload", "read_source_datasets", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "load_dicom_tables", "preload", "read_source_datasets", "write_outputs"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -89,13 +89,14 @@ def preload() -> None:
 
     _validator(SCHEMA_VERSION)
     font_manager.findfont("DejaVu Sans")
-    _load_dicom_tables()
+    load_dicom_tables()
 
 
-def _load_dicom_tables() -> None:
-    """Read highdicom's tables of the standard (22 MB of JSON, 0.25 s) once per process, before forking.
+def load_dicom_tables() -> None:
+    """Read highdicom's tables of the standard (22 MB of JSON, 0.25 s of CPU) once per process.
 
-    Each forked child would otherwise read them again, every analysis. Private API: skipped if it moved.
+    :func:`write_outputs` calls it before forking: each child would otherwise read them again, every
+    analysis. Uses highdicom's private API: does nothing if that moved.
     """
     with contextlib.suppress(ImportError, AttributeError):
         from highdicom import _standard_utils
@@ -162,7 +163,7 @@ def write_outputs(
         seed = None
         if uid_seed is not None:  # the report's content joins the seed: other parameters, other UIDs
             seed = f"{uid_seed}:{hashlib.sha256(json_text.encode()).hexdigest()[:16]}"
-        _load_dicom_tables()
+        load_dicom_tables()
         any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
         plan = plan_segmentation(masks, source_datasets, include_empty=not any_mask, uid_seed=seed,
                                  reference_image=reference_image)
