@@ -92,3 +92,18 @@ def test_bad_input():
         standardize(fluid, reference="subcutaneous_fat")
     with pytest.raises(InputError):
         standardize(fluid, fluid[:, :, :10])  # not on the same grid
+
+
+def test_erode_square_is_the_iterated_3x3_erosion():
+    from scipy import ndimage
+
+    from bmepipe.normalize.standardize import erode_square
+
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        shape = tuple(int(v) for v in rng.integers(1, 30, size=3))
+        mask = ndimage.binary_dilation(rng.random(shape) < rng.uniform(0.05, 0.6), np.ones((1, 3, 3), bool))
+        for n in (1, 2, 5):
+            expected = ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3), bool), iterations=n)
+            got = erode_square(mask, n)
+            assert got.dtype == bool and np.array_equal(got, expected), (shape, n)
