@@ -95,8 +95,6 @@ def test_bad_input():
 
 
 def test_erode_square_is_the_iterated_3x3_erosion():
-    from scipy import ndimage
-
     from bmepipe.normalize.standardize import erode_square
 
     rng = np.random.default_rng(12)
