@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
-from ._memory import release_free_memory
+from ._memory import use_one_heap
 from ._threads import max_threads, single_threaded_blas
 from ._version import __version__
 from .config import AnalysisConfig
@@ -157,12 +157,12 @@ def analyze(
     from .segment import segment_hips
 
     cfg = (config or AnalysisConfig()).updated(**overrides)
+    use_one_heap()  # freed buffers serve the next stage's threads (bmepipe._memory)
     timings: dict[str, float] = {}
 
     def timed(name, func, *args, **kwargs):
         t0 = time.perf_counter()
         value = func(*args, **kwargs)
-        release_free_memory()  # the stage's temporaries do not add to the next stage's peak
         timings[name] = round(time.perf_counter() - t0, 4)
         return value
 

@@ -308,6 +308,9 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
     ------
     DifferentPatientError, FollowupOrderError
     """
+    from bmepipe._memory import use_one_heap
+
+    use_one_heap()  # before the analyses' threads start (bmepipe._memory)
     # identity and order first: refusing costs no analysis
     study_a, study_b = _study(baseline), _study(followup)
     id_a, id_b = study_identity(study_a), study_identity(study_b)

@@ -1,0 +1,48 @@
+"""bmepipe._memory: one glibc heap for the pipeline's threads, unless the user chose otherwise."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from bmepipe import _memory
+
+
+@pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "4"}, {"BMEPIPE_MALLOC_ARENAS": "keep"}])
+def test_the_users_choice_is_left_alone(monkeypatch, env):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert _memory.use_one_heap.__wrapped__() is False
+    assert calls == []
+
+
+def test_one_arena_is_asked_for_by_default(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    monkeypatch.delenv("BMEPIPE_MALLOC_ARENAS", raising=False)
+    assert _memory.use_one_heap.__wrapped__() is True
+    assert calls == [(-8, 1)]  # M_ARENA_MAX (glibc malloc.h)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_real_glibc_accepts_it():
+    if _memory._libc() is None:
+        pytest.skip("not glibc")
+    _memory.release_free_memory()  # callable, returns nothing
+    assert isinstance(_memory.use_one_heap(), bool)
