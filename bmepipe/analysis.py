@@ -11,6 +11,7 @@ Research use only: the result lays out measured evidence, it never makes a diagn
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -168,15 +169,17 @@ def analyze(
 
     study = source if isinstance(source, Study) else timed("load", load_study, source)
     selection = timed("select", select_series, study, fluid=cfg.fluid, t1=cfg.t1)
-    # highdicom's tables (first DICOM object of the process, 0.25 s of CPU) are read beside normalization,
-    # whose ITK filters leave the GIL free, instead of in the write stage; joined before it forks.
-    tables = _Beside(_load_dicom_tables) if out_dir is not None and "dicom" in cfg.formats else None
+    # The writer's first-use work (the report schema's validator; highdicom's tables, 0.25 s of CPU) is done
+    # beside normalization, whose ITK filters leave the GIL free, not in the write stage; joined before it forks.
+    warm_up = None
+    if out_dir is not None:
+        warm_up = _Beside(functools.partial(_warm_up_writer, "dicom" in cfg.formats))
     try:
         normalized = timed("normalize", normalize_study, selection, bias_method=cfg.bias_method,
                            register=cfg.register)
     finally:
-        if tables is not None:
-            tables.join()
+        if warm_up is not None:
+            warm_up.join()
     segmentation = timed("segment", segment_hips, normalized, subchondral_depth_mm=cfg.subchondral_depth_mm)
     t1_meta = selection.t1.meta if selection.t1 is not None else None
     measurements = timed("quantify", quantify_hips, normalized, segmentation, params=cfg.quantify,
@@ -197,10 +200,13 @@ def analyze(
                           measurements=measurements, patterns=assessments)
 
 
-def _load_dicom_tables() -> None:
+def _warm_up_writer(dicom: bool) -> None:
     from .report.bundle import load_dicom_tables
+    from .report.schema import SCHEMA_VERSION, _validator
 
-    load_dicom_tables()
+    _validator(SCHEMA_VERSION)
+    if dicom:
+        load_dicom_tables()
 
 
 class _Beside:
