@@ -141,3 +141,29 @@ def test_registration_is_deterministic(stir_ref):
     assert all(r.method == "rigid" for r in runs)
     params = {sitk.Euler3DTransform(r.transform).GetParameters() for r in runs}
     assert len(params) == 1 and len({r.residual_mm for r in runs}) == 1
+
+
+def test_resampling_onto_the_same_grid_is_a_copy_and_agrees_with_itk(stir_ref):
+    from bmepipe.normalize.grid import resample_images, resample_label, same_grid
+
+    moving = sitk.Cast(stir_ref, sitk.sitkFloat32)
+    identity = sitk.Euler3DTransform()
+    image, inside = resample_images(moving, stir_ref, identity)
+    itk = sitk.Resample(moving, stir_ref, identity, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    np.testing.assert_allclose(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(itk), rtol=1e-6)
+    assert np.all(sitk.GetArrayViewFromImage(inside) == 1)
+    assert same_grid(image, stir_ref) and same_grid(inside, stir_ref)
+    mask = sitk.Cast(stir_ref > float(np.median(sitk.GetArrayViewFromImage(stir_ref))), sitk.sitkUInt8)
+    itk_mask = sitk.Resample(mask, stir_ref, identity, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(resample_label(mask, stir_ref, identity)),
+                                  sitk.GetArrayFromImage(itk_mask))
+    # a shifted grid or a real transform is resampled
+    shifted = sitk.Image(moving)
+    shifted.SetOrigin(tuple(np.add(moving.GetOrigin(), (3.6, 0.0, 0.0))))
+    assert not same_grid(shifted, stir_ref)
+    image, inside = resample_images(shifted, stir_ref, identity)
+    assert 0 < sitk.GetArrayViewFromImage(inside).mean() < 1  # 1.5 voxels off: a column is uncovered
+    moved = rigid(0.0, 0.0, 0.0, (2.4, 0.0, 0.0))
+    image, _ = resample_images(moving, stir_ref, moved)
+    np.testing.assert_allclose(sitk.GetArrayViewFromImage(image)[:, :, :-2],
+                               sitk.GetArrayViewFromImage(moving)[:, :, 1:-1], rtol=1e-5, atol=1e-6)

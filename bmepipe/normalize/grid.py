@@ -351,10 +351,52 @@ def resample_to_reference(
 
 def resample_images(moving: sitk.Image, reference: sitk.Image, transform: sitk.Transform) -> tuple[sitk.Image, sitk.Image]:
     """``moving`` on ``reference``'s grid through ``transform`` (linear, ``sitkFloat32``, 0 outside) and the
-    ``sitkUInt8`` mask of the reference voxels it covers."""
+    ``sitkUInt8`` mask of the reference voxels it covers.
+
+    When the grids coincide and the transform is the identity (T1 and fluid-sensitive series planned on one
+    geometry) this is a copy: interpolating at the voxels themselves would return them.
+    """
+    if same_grid(moving, reference) and _is_identity(transform):
+        image = sitk.Cast(moving, sitk.sitkFloat32)
+        image.CopyInformation(reference)
+        inside = sitk.Image(reference.GetSize(), sitk.sitkUInt8) + 1
+        inside.CopyInformation(reference)
+        return image, inside
     image = sitk.Resample(
         sitk.Cast(moving, sitk.sitkFloat32), reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
     )
     ones = sitk.Cast(moving * 0 + 1, sitk.sitkUInt8)
     inside = sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return image, inside
+
+
+def resample_label(mask: sitk.Image, reference: sitk.Image, transform: sitk.Transform) -> sitk.Image:
+    """A label image on ``reference``'s grid through ``transform`` (nearest neighbour, ``sitkUInt8``, 0 outside)."""
+    if same_grid(mask, reference) and _is_identity(transform):
+        out = sitk.Cast(mask, sitk.sitkUInt8)
+        out.CopyInformation(reference)
+        return out
+    return sitk.Resample(mask, reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, *, tol_mm: float = 1e-3) -> bool:
+    """Same voxel grid: size, and spacing, origin and direction within ``tol_mm`` over the field of view."""
+    if a.GetSize() != b.GetSize() or a.GetDimension() != b.GetDimension():
+        return False
+    extent = max(n * sp for n, sp in zip(a.GetSize(), a.GetSpacing()))
+    return (np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0, atol=tol_mm / max(a.GetSize()))
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0, atol=tol_mm)
+            and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0, atol=tol_mm / extent))
+
+
+def _is_identity(transform: sitk.Transform) -> bool:
+    if transform.GetName() not in ("Euler3DTransform", "TranslationTransform", "AffineTransform",
+                                   "VersorRigid3DTransform", "IdentityTransform"):
+        return False
+    if transform.GetName() == "IdentityTransform":
+        return True
+    if transform.GetName() == "AffineTransform":
+        affine = sitk.AffineTransform(transform)
+        return (np.allclose(affine.GetMatrix(), np.eye(3).ravel(), rtol=0, atol=1e-12)
+                and np.allclose(affine.GetTranslation(), 0.0, rtol=0, atol=1e-9))
+    return bool(np.allclose(transform.GetParameters(), 0.0, rtol=0, atol=1e-12))

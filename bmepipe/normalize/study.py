@@ -24,7 +24,7 @@ from .._threads import map_in_threads, max_threads
 from ..errors import BmepipeError, SeriesSelectionError
 from ..io.types import Volume
 from .bias import body_mask, correct_bias
-from .grid import GridResult, resample_images, resample_to_reference
+from .grid import GridResult, resample_images, resample_label, resample_to_reference
 from .landmarks import in_plane_depth_mm
 from .qc import QualityReport, assess_quality
 from .standardize import Standardized, standardize, with_landmarks
@@ -181,13 +181,13 @@ def normalize_study(
     images = [fluid_vol.image] + ([t1_vol.image] if t1_vol is not None else [])
 
     def corrected(image):
+        # each body mask on its series' own thread, on its own grid; T1's is mapped with the T1 image
         out, field = correct_bias(image, method=bias_method)
-        # the fluid-sensitive body mask on the same thread: the T1 field usually takes longer
-        return out, field, body_mask(out) if image is fluid_vol.image else None
+        return out, field, body_mask(out)
 
     (fluid, fluid_field, body), *rest = map_in_threads(corrected, images)
     if rest:
-        t1_native, t1_field, _ = rest[0]
+        t1_native, t1_field, t1_body = rest[0]
     timings["bias"] = time.perf_counter() - t0
     t1_moving, fluid_ref = (Volume(t1_native, t1_vol.meta), Volume(fluid, fluid_vol.meta)) if t1_vol else (None, None)
 
@@ -198,7 +198,7 @@ def normalize_study(
         if grid is not None:
             t1_img = grid.image
             # T1 shows the subcutaneous fat that STIR nulls: the union is the body.
-            full_body = sitk.Or(body, sitk.And(body_mask(t1_img), grid.inside))
+            full_body = sitk.Or(body, sitk.And(resample_label(t1_body, fluid, grid.transform), grid.inside))
         t0 = time.perf_counter()
         std = standardize(fluid, t1_img, body=full_body, landmarks=False)
         steps = {"standardize": time.perf_counter() - t0}
