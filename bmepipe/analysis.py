@@ -10,11 +10,8 @@ Research use only: the result lays out measured evidence, it never makes a diagn
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -22,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from ._memory import use_one_heap
-from ._threads import max_threads, single_threaded_blas
+from ._threads import single_threaded_blas
 from ._version import __version__
 from .config import AnalysisConfig
 from .privacy import pseudonym as make_pseudonym
@@ -169,17 +166,7 @@ def analyze(
 
     study = source if isinstance(source, Study) else timed("load", load_study, source)
     selection = timed("select", select_series, study, fluid=cfg.fluid, t1=cfg.t1)
-    # The writer's first-use work (the report schema's validator; highdicom's tables, 0.25 s of CPU) is done
-    # beside normalization, whose ITK filters leave the GIL free, not in the write stage; joined before it forks.
-    warm_up = None
-    if out_dir is not None:
-        warm_up = _Beside(functools.partial(_warm_up_writer, "dicom" in cfg.formats))
-    try:
-        normalized = timed("normalize", normalize_study, selection, bias_method=cfg.bias_method,
-                           register=cfg.register)
-    finally:
-        if warm_up is not None:
-            warm_up.join()
+    normalized = timed("normalize", normalize_study, selection, bias_method=cfg.bias_method, register=cfg.register)
     segmentation = timed("segment", segment_hips, normalized, subchondral_depth_mm=cfg.subchondral_depth_mm)
     t1_meta = selection.t1.meta if selection.t1 is not None else None
     measurements = timed("quantify", quantify_hips, normalized, segmentation, params=cfg.quantify,
@@ -198,35 +185,6 @@ def analyze(
     return AnalysisResult(report=report, masks=masks, outputs=outputs, timings_s=timings, study=study,
                           selection=selection, normalized=normalized, segmentation=segmentation,
                           measurements=measurements, patterns=assessments)
-
-
-def _warm_up_writer(dicom: bool) -> None:
-    from .report.bundle import load_dicom_tables
-    from .report.schema import SCHEMA_VERSION, _validator
-
-    _validator(SCHEMA_VERSION)
-    if dicom:
-        load_dicom_tables()
-
-
-class _Beside:
-    """``fn()`` on a thread when threads are allowed (else nothing); :meth:`join` waits. Errors are dropped:
-    ``fn`` must be a warm-up that the later stage repeats, and raises there, if it failed."""
-
-    def __init__(self, fn) -> None:
-        self._thread = None
-        if max_threads() > 1:
-            self._thread = threading.Thread(target=self._quiet, args=(fn,), name="bmepipe-warmup")
-            self._thread.start()
-
-    @staticmethod
-    def _quiet(fn) -> None:
-        with contextlib.suppress(Exception):
-            fn()
-
-    def join(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
 
 
 def _grid_shape(normalized: "NormalizedStudy") -> tuple[int, int, int]:

@@ -59,7 +59,18 @@ def analyze_job(ref, out_dir: Path, **params: Any) -> None:
         params.setdefault("pseudonym", ref.study_id)
     if "record_timings" in accepted:
         params.setdefault("record_timings", True)  # stage timings for the cohort table
+    _preload_writer()
     analyze(list(ref.files), out_dir=out_dir, **params)
+
+
+def _preload_writer() -> None:
+    """A batch worker runs study after study: the writer's first-use work (highdicom's tables, 0.3 s of
+    CPU) is done once here instead of in every study's SEG and SR children."""
+    try:
+        from ..report.bundle import preload
+    except ImportError:
+        return
+    preload()
 
 
 # ---------------------------------------------------------------------------- inspect
