@@ -45,6 +45,13 @@ REGISTRATION_SPACING_MM = 2.0
 #: fraction of the motion threshold; otherwise the full registration decides.
 COARSE_CHECK_FRACTION = 0.5
 _LEVELS = ((4, 4.0), (2, 2.0))  # (shrink factor, smoothing sigma mm): ~8 and ~4 mm in-plane
+#: Smallest optimizer step (mm, or radians scaled to mm at the field's edge): 0.01 gives the same residuals
+#: as 1e-4 to 0.01 mm on five 512 x 512 x 30 phantoms with 0-2 mm motion, in half the iterations.
+MIN_STEP = 0.01
+#: Mutual-information samples per level at most (half the body voxels otherwise). A fat-suppressed or
+#: T1-like fluid series has a body mask three times STIR's (subcutaneous fat), which tripled the check's
+#: time for no gain in accuracy; the caps are what half of a STIR body of a 512 x 512 x 30 study gives.
+MAX_METRIC_SAMPLES = (8000, 32000)
 
 
 @dataclass
@@ -173,11 +180,15 @@ def _register_rigid(
     reg.SetNumberOfWorkUnits(1)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.5, seed + 1)  # SimpleITK seed 0 means "wall clock"
+    # random points over the whole level, those outside the mask dropped: the share that keeps the cap
+    body_voxels = float(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_mask)))
+    shares = [min(0.5, cap * shrink * shrink / max(body_voxels, 1.0))
+              for (shrink, _), cap in zip(_LEVELS[:levels], MAX_METRIC_SAMPLES)]
+    reg.SetMetricSamplingPercentagePerLevel(shares, seed + 1)  # SimpleITK seed 0 means "wall clock"
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0, minStep=1e-4, numberOfIterations=iterations, relaxationFactor=0.7,
+        learningRate=2.0, minStep=MIN_STEP, numberOfIterations=iterations, relaxationFactor=0.7,
         gradientMagnitudeTolerance=1e-8,
     )
     reg.SetOptimizerScalesFromPhysicalShift()
