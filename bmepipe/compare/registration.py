@@ -13,6 +13,12 @@ BONE_LABELS = {"femoral_head": 1.0, "femoral_neck": 2.0, "intertrochanteric": 3.
                "acetabulum": 5.0}
 
 
+#: Share of the box's voxels the mutual information samples. On six hips of three development pairs
+#: (seeds 2000-2002, 512 x 512 x 30) the head-centre error was 0.03-0.09 mm at 10 % with gradients at the
+#: samples, against 0.05-0.43 mm at 25 % with ITK's gradient images, in 0.3 instead of 0.7 s of CPU.
+SAMPLING_SHARE = 0.10
+
+
 def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_center_lps_mm: Sequence[float],
                  box_mm: float = 45.0, seed: int = 0):  # seed of the metric sampling: same input, same transform
     """Rigid (Euler 3D) transform mapping baseline points to follow-up points around one femoral head.
@@ -45,7 +51,11 @@ def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_cen
     reg.SetNumberOfWorkUnits(1)
     reg.SetMetricAsMattesMutualInformation(32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.25, seed + 1)  # SimpleITK seed 0 means "wall clock"
+    reg.SetMetricSamplingPercentage(SAMPLING_SHARE, seed + 1)  # SimpleITK seed 0 means "wall clock"
+    # image gradients at the sample points only, by finite differences: ITK's default smooths the whole
+    # image into a gradient image first, per level (0.17 s each), and its blur biased the fit by up to 0.4 mm
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.01, numberOfIterations=150,
                                                  relaxationFactor=0.6)
