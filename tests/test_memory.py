@@ -9,23 +9,9 @@ import pytest
 from bmepipe import _memory
 
 
-@pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "4"}, {"BMEPIPE_MALLOC_ARENAS": "keep"}])
-def test_the_users_choice_is_left_alone(monkeypatch, env):
-    calls = []
-
-    class FakeLibc:
-        def mallopt(self, param, value):
-            calls.append((param, value))
-            return 1
-
-    monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert _memory.use_one_heap.__wrapped__() is False
-    assert calls == []
-
-
-def test_one_arena_is_asked_for_by_default(monkeypatch):
+@pytest.fixture
+def mallopt_calls(monkeypatch):
+    """The ``mallopt`` calls made, through a stand-in C library; the allocator's environment cleared."""
     calls = []
 
     class FakeLibc:
@@ -36,8 +22,20 @@ def test_one_arena_is_asked_for_by_default(monkeypatch):
     monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.delenv("BMEPIPE_MALLOC_ARENAS", raising=False)
+    return calls
+
+
+@pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "4"}, {"BMEPIPE_MALLOC_ARENAS": "keep"}])
+def test_the_users_choice_is_left_alone(monkeypatch, mallopt_calls, env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert _memory.use_one_heap.__wrapped__() is False
+    assert mallopt_calls == []
+
+
+def test_one_arena_is_asked_for_by_default(mallopt_calls):
     assert _memory.use_one_heap.__wrapped__() is True
-    assert calls == [(-8, 1)]  # M_ARENA_MAX (glibc malloc.h)
+    assert mallopt_calls == [(-8, 1)]  # M_ARENA_MAX (glibc malloc.h)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
