@@ -12,8 +12,10 @@ wall time, and a lower peak over several studies (1.65 GB instead of 1.78 GB ove
 process). The allocations this pipeline makes are few and large, so the single arena's lock costs nothing
 measurable.
 
-:func:`use_one_heap` applies it once per process; it respects a ``MALLOC_ARENA_MAX`` the user set, and
-``BMEPIPE_MALLOC_ARENAS=keep`` leaves the allocator alone. Elsewhere than glibc it does nothing.
+:func:`use_one_heap` applies it once per process; it respects a ``MALLOC_ARENA_MAX`` or a
+``glibc.malloc.arena_max`` tunable the user set, and ``BMEPIPE_MALLOC_ARENAS=keep`` leaves the allocator
+alone. Elsewhere than glibc it does nothing. It bounds the arenas glibc creates from then on: threads that
+already had their own (a host application's, before the first analysis) may keep theirs.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _libc():
 @functools.lru_cache(maxsize=1)
 def use_one_heap() -> bool:
     """Make glibc serve every thread from one heap (see the module docstring); True if it was set."""
-    if "MALLOC_ARENA_MAX" in os.environ or os.environ.get("BMEPIPE_MALLOC_ARENAS", "").lower() == "keep":
+    if ("MALLOC_ARENA_MAX" in os.environ or "arena_max" in os.environ.get("GLIBC_TUNABLES", "")
+            or os.environ.get("BMEPIPE_MALLOC_ARENAS", "").lower() == "keep"):
         return False
     libc = _libc()
     return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, 1) == 1)

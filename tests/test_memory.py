@@ -22,10 +22,12 @@ def mallopt_calls(monkeypatch):
     monkeypatch.setattr(_memory, "_libc", lambda: FakeLibc())
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.delenv("BMEPIPE_MALLOC_ARENAS", raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     return calls
 
 
-@pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "4"}, {"BMEPIPE_MALLOC_ARENAS": "keep"}])
+@pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "4"}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+                                 {"BMEPIPE_MALLOC_ARENAS": "keep"}])
 def test_the_users_choice_is_left_alone(monkeypatch, mallopt_calls, env):
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -124,3 +124,18 @@ def test_a_child_that_dies_without_answering_is_replaced_by_the_work_done_here(i
     monkeypatch.setattr(bundle, "_run_and_send", lambda send, fn, args: os._exit(3))  # as if killed
     write_outputs(tmp_path / "died", make_report(), masks, image, datasets, html=False)
     assert _tree(tmp_path / "died") == _tree(tmp_path / "serial")
+
+
+def test_a_failed_rerun_into_a_finished_folder_does_not_leave_its_old_report_json(inputs, tmp_path, monkeypatch):
+    image, datasets, masks = inputs
+    _set_mode(monkeypatch, "fork")
+    write_outputs(tmp_path / "out", make_report(), masks, image, datasets, html=False)
+    assert (tmp_path / "out" / "report.json").exists()
+
+    def fail(*args, **kwargs):
+        raise OutputError("the SEG failed on purpose")
+
+    monkeypatch.setattr(bundle, "build_segmentation", fail)
+    with pytest.raises(OutputError, match="on purpose"):
+        write_outputs(tmp_path / "out", make_report(), masks, image, datasets, html=False)
+    assert not (tmp_path / "out" / "report.json").exists()  # the folder no longer looks complete

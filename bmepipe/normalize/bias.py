@@ -51,11 +51,12 @@ COARSE_ITERATIONS = (50, 50, 50)
 #: bias (``benchmarks/bench_bias.py``: median / max CV 1.15 / 2.17 % vs 1.11 / 2.38 % with every voxel) in
 #: 0.32 instead of 0.42 s per 512 x 512 x 30 series (N4 itself: about 55 % of the CPU time).
 COARSE_CHECKERBOARD = True
-#: With the checkerboard, masks of more than twice this many coarse voxels are thinned further, to every
-#: k-th diagonal plane (``(z + y + x) % k == 0``, ``k = mask voxels // COARSE_FIT_VOXELS``): T1 and
-#: fat-suppressed series keep the subcutaneous fat in their body mask, three times STIR's. On nine
-#: 512 x 512 x 30 phantoms (T1) the median / max residual CV was 0.68 / 1.01 % instead of 0.69 / 1.19 % in
-#: 0.30 instead of 0.83 s of N4 (one thread); STIR masks (< 9000 voxels) keep the checkerboard.
+#: With the checkerboard, masks of at least three times this many coarse voxels are thinned further, to
+#: every k-th diagonal plane (``(z + y + x) % k == 0``, ``k = mask voxels // COARSE_FIT_VOXELS``, so
+#: 4500-6750 voxels are fitted): T1 and fat-suppressed series keep the subcutaneous fat in their body
+#: mask, three times STIR's. On nine 512 x 512 x 30 phantoms (T1) the median / max residual CV was
+#: 0.68 / 1.01 % instead of 0.69 / 1.19 % in 0.30 instead of 0.83 s of N4 (one thread); STIR masks
+#: (about 9000 voxels) keep the checkerboard.
 COARSE_FIT_VOXELS = 4500
 
 
@@ -160,8 +161,8 @@ def correct_bias(
         ``n4_coarse``: fit to every other mask voxel of the coarse grid (see
         :data:`COARSE_CHECKERBOARD`), or fewer for large masks.
     fit_voxels : int
-        With ``checkerboard``: thin large masks to about this many voxels (see
-        :data:`COARSE_FIT_VOXELS`).
+        With ``checkerboard``: thin masks of at least three times this many
+        voxels to 1-1.5 times as many (see :data:`COARSE_FIT_VOXELS`).
 
     Returns
     -------

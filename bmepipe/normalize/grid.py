@@ -48,10 +48,11 @@ _LEVELS = ((4, 4.0), (2, 2.0))  # (shrink factor, smoothing sigma mm): ~8 and ~4
 #: Smallest optimizer step (mm, or radians scaled to mm at the field's edge): 0.01 gives the same residuals
 #: as 1e-4 to 0.01 mm on five 512 x 512 x 30 phantoms with 0-2 mm motion, in half the iterations.
 MIN_STEP = 0.01
-#: Mutual-information samples per level at most (half the body voxels otherwise). A fat-suppressed or
-#: T1-like fluid series has a body mask three times STIR's (subcutaneous fat), which tripled the check's
-#: time for no gain in accuracy; the caps are what half of a STIR body of a 512 x 512 x 30 study gives.
-MAX_METRIC_SAMPLES = (8000, 32000)
+#: Mutual-information samples in the body per level at most (half the body's voxels otherwise). A
+#: fat-suppressed or T1-like fluid series has a body mask three times STIR's (subcutaneous fat), which
+#: tripled the check's time for no gain in accuracy; the caps are about what half of a STIR body of a
+#: 512 x 512 x 30 study gives (the levels shrink every axis, slices included).
+MAX_METRIC_SAMPLES = (2000, 16000)
 
 
 @dataclass
@@ -180,10 +181,13 @@ def _register_rigid(
     reg.SetNumberOfWorkUnits(1)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    # random points over the whole level, those outside the mask dropped: the share that keeps the cap
-    body_voxels = float(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_mask)))
-    shares = [min(0.5, cap * shrink * shrink / max(body_voxels, 1.0))
-              for (shrink, _), cap in zip(_LEVELS[:levels], MAX_METRIC_SAMPLES)]
+    # ITK draws share x (voxels of the level) points and drops those outside the mask: the share that
+    # keeps the expected number in the body at the cap (each level shrinks every axis)
+    body_fraction = float(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_mask))) / float(np.prod(fixed.GetSize()))
+    shares = []
+    for (shrink, _), cap in zip(_LEVELS[:levels], MAX_METRIC_SAMPLES):
+        level_voxels = float(np.prod([max(1, n // shrink) for n in fixed.GetSize()]))
+        shares.append(min(0.5, cap / max(level_voxels * body_fraction, 1.0)))
     reg.SetMetricSamplingPercentagePerLevel(shares, seed + 1)  # SimpleITK seed 0 means "wall clock"
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
@@ -315,8 +319,8 @@ def resample_to_reference(
         pts = _grid_points(ref_img, mask=ref_mask)
         if len(pts) == 0:
             pts = _grid_points(ref_img)
-        initial = _initial_transform(ref_img, mov_img, same_frame)
         try:
+            initial = _initial_transform(ref_img, mov_img, same_frame)
             prepared = _prepare_pair(ref_img, mov_img)
             rigid = None
             if check_only:
@@ -331,7 +335,7 @@ def resample_to_reference(
             if not check_only:
                 detail = str(err).strip().splitlines()[-1]  # ITK puts the reason on the last line
                 raise InputError(f"rigid registration of {mov_name} to {ref_name} failed: {detail}") from None
-            rigid = None
+            rigid = metric = None
             reason = "shared frame of reference: header geometry (motion check failed to run)"
     if register != "never" and rigid is not None:
         d = _displacements_mm(rigid, pts)

@@ -8,10 +8,13 @@ figures, so the work spreads over the cores instead of taking turns on the GIL;
 the SR does not wait for the SEG, it references the segments of the SEG's
 :func:`~bmepipe.report.plan_segmentation`. Children are forked only on Linux,
 when this process runs no other Python thread (forking is then safe) and
-:func:`bmepipe._threads.max_threads` allows two; otherwise the DICOM objects
-are built on threads (``BMEPIPE_THREADS=1``: one after the other). Either way
-every file is the same, byte for byte. :func:`preload` does the
-first-use work (imports, highdicom's tables) ahead of time, e.g. on a thread.
+:func:`bmepipe._threads.max_threads` allows two: for about a second three
+processes share the cores. Otherwise the DICOM objects are built on threads
+(``BMEPIPE_THREADS=1``: one after the other, in this process). Either way
+every file is the same, byte for byte. :func:`preload` does the first-use
+work (imports, highdicom's tables) once, for a process that will write many
+analyses (a batch worker calls it before its first study): its children then
+inherit it.
 """
 
 from __future__ import annotations
@@ -74,9 +77,11 @@ def preload() -> None:
     """Import and initialise what :func:`write_outputs` needs on first use (about 0.8 s of CPU).
 
     highdicom and the DICOM tables it reads on its first object, matplotlib and its font list, the
-    report schema validator. For a background thread started early in an analysis, while NumPy and
-    SimpleITK work leaves the GIL free, and joined before :func:`write_outputs`: the write stage (and
-    the child it forks for the DICOM objects) then finds all of it done. Calling it twice is cheap.
+    report schema validator. For a process that writes many analyses (a batch worker): done once
+    here, the write stage and the children it forks for the DICOM objects find all of it done,
+    instead of each child reading highdicom's tables again. Calling it twice is cheap. Do not call
+    it on a thread that may still run when :func:`write_outputs` starts (it forks only when no
+    other thread runs).
     """
     import highdicom  # noqa: F401
     import matplotlib.figure  # noqa: F401
@@ -160,19 +165,21 @@ def write_outputs(
     json_path = out / OUTPUT_FILES["report_json"]
     json_text = dumps_report(report, json_path)  # validates: refuse before writing anything
 
-    dicom_jobs = []
-    if dicom:
-        seed = None
-        if uid_seed is not None:  # the report's content joins the seed: other parameters, other UIDs
-            seed = f"{uid_seed}:{hashlib.sha256(json_text.encode()).hexdigest()[:16]}"
-        any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
-        plan = plan_segmentation(masks, source_datasets, include_empty=not any_mask, uid_seed=seed,
-                                 reference_image=reference_image)
-        options = dict(uid_seed=seed, content_datetime=report.get("created"))
-        dicom_jobs = [_Background(_write_seg, out, masks, source_datasets, reference_image, plan, not any_mask,
-                                  options),
-                      _Background(_write_sr, out, report["sides"], source_datasets, plan, options)]
+    # A report.json left by an earlier run would make a folder this run fails to finish look complete.
+    _remove_stale(json_path)
+    dicom_jobs: list = []
     try:
+        if dicom:
+            seed = None
+            if uid_seed is not None:  # the report's content joins the seed: other parameters, other UIDs
+                seed = f"{uid_seed}:{hashlib.sha256(json_text.encode()).hexdigest()[:16]}"
+            any_mask = any(np.any(m) for per_side in masks.values() for m in per_side.values() if m is not None)
+            plan = plan_segmentation(masks, source_datasets, include_empty=not any_mask, uid_seed=seed,
+                                     reference_image=reference_image)
+            options = dict(uid_seed=seed, content_datetime=report.get("created"))
+            dicom_jobs.append(_Background(_write_seg, out, masks, source_datasets, reference_image, plan,
+                                          not any_mask, options))
+            dicom_jobs.append(_Background(_write_sr, out, report["sides"], source_datasets, plan, options))
         label_files = write_label_maps(masks, reference_image, out) if labels else {}
         if html:
             fluid = sitk.GetArrayFromImage(reference_image)
@@ -181,22 +188,29 @@ def write_outputs(
             html_file = _write_text(out / OUTPUT_FILES["report_html"], render_html(report, figures), "HTML report")
     except BaseException:
         for job in dicom_jobs:  # the DICOM objects end before this error is raised; their own errors are secondary
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(BaseException):
                 job.result()
         raise
     written = {f"labels/{key}": path for key, path in label_files.items()}
-    errors = []
-    for job in dicom_jobs:  # wait for both, then raise the first error
+    errors: list = []
+    for job in dicom_jobs:  # wait for both, then raise the first error (an interrupt before any other)
         try:
             written.update(job.result())
-        except Exception as exc:
+        except BaseException as exc:
             errors.append(exc)
     if errors:
-        raise errors[0]
+        raise next((e for e in errors if not isinstance(e, Exception)), errors[0])
     if html:
         written["report_html"] = html_file
     written["report_json"] = _write_text(json_path, json_text, "report")
     return written
+
+
+def _remove_stale(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot replace the earlier report ({exc.strerror or exc})", path) from exc
 
 
 def _write_text(path: Path, text: str, what: str) -> Path:

@@ -46,13 +46,17 @@ def segment_label(side: str, structure: str) -> str:
     return f"{side} {structure}"
 
 
+def _is_multiframe(ds) -> bool:
+    """An enhanced / legacy-converted image: its frames are described per frame (even if there is one)."""
+    return "PerFrameFunctionalGroupsSequence" in ds
+
+
 def _frame_geometry(source_datasets: Sequence) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(positions (N, 3), orientation (6,), rows, columns) of every source slice or frame."""
     first = source_datasets[0]
-    frames = [int(ds.get("NumberOfFrames", 1) or 1) for ds in source_datasets]
-    if max(frames) > 1 and len(source_datasets) > 1:
+    if any(map(_is_multiframe, source_datasets)) and len(source_datasets) > 1:
         raise OutputError("give one multi-frame source dataset, or single-frame datasets, not a mix of several")
-    if frames[0] > 1:
+    if _is_multiframe(first):
         shared = first.SharedFunctionalGroupsSequence[0]
         per_frame = first.PerFrameFunctionalGroupsSequence
         if "PlaneOrientationSequence" in shared:
@@ -205,7 +209,7 @@ def plan_segmentation(
     rank, shape = _slice_ranks(source_datasets, reference_image)
     selected = _selected_masks(masks, shape, include_empty)
     base_uid = str(source_datasets[0].SeriesInstanceUID)
-    multiframe = len(source_datasets) == 1 and int(source_datasets[0].get("NumberOfFrames", 1) or 1) > 1
+    multiframe = len(source_datasets) == 1 and _is_multiframe(source_datasets[0])
     # highdicom omits a segment's empty frames, unless every frame of every segment is empty
     present = np.array([mask.any(axis=(1, 2)) for _, _, mask in selected])  # [segment, mask slice]
     if not present.any():
