@@ -25,7 +25,7 @@ import ctypes.util
 import functools
 import os
 
-__all__ = ["release_free_memory", "use_one_heap"]
+__all__ = ["use_one_heap"]
 
 _M_ARENA_MAX = -8  # glibc malloc.h
 
@@ -34,7 +34,7 @@ _M_ARENA_MAX = -8  # glibc malloc.h
 def _libc():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+        return libc if hasattr(libc, "mallopt") else None
     except OSError:  # not glibc (macOS, musl, Windows)
         return None
 
@@ -48,12 +48,3 @@ def use_one_heap() -> bool:
     libc = _libc()
     return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, 1) == 1)
 
-
-def release_free_memory() -> None:
-    """Return the C heap's free memory to the operating system (glibc ``malloc_trim``); no-op elsewhere.
-
-    For a long-lived process that is done analysing; between stages it only costs page faults.
-    """
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
