@@ -64,16 +64,19 @@ def test_rigid_registration_recovers_a_known_motion_across_frames(stir_ref):
 
 @pytest.fixture
 def levels_run(monkeypatch):
-    """The number of pyramid levels of every rigid registration run."""
+    """The registrations run, in order: ``"check"`` (the motion check's one level) or ``"full"``."""
     import bmepipe.normalize.grid as grid
 
-    runs, original = [], grid._register_rigid
+    runs = []
 
-    def register(*args, **kwargs):
-        runs.append(kwargs.get("levels", len(grid._LEVELS)))
-        return original(*args, **kwargs)
+    def recorded(name, original):
+        def run(*args, **kwargs):
+            runs.append(name)
+            return original(*args, **kwargs)
+        return run
 
-    monkeypatch.setattr(grid, "_register_rigid", register)
+    monkeypatch.setattr(grid, "_register_check", recorded("check", grid._register_check))
+    monkeypatch.setattr(grid, "_register_rigid", recorded("full", grid._register_rigid))
     return runs
 
 
@@ -84,16 +87,16 @@ def test_auto_keeps_header_geometry_without_motion(stir_ref, levels_run):
     assert res.method == "geometry"
     assert res.residual_mm < 1.5
     assert sitk.Euler3DTransform(res.transform).GetParameters() == (0.0,) * 6
-    assert levels_run == [1]  # the coarse check found no motion: no full registration
+    assert levels_run == ["check"]  # the check found no motion: no full registration
 
 
 @pytest.mark.parametrize("shift_mm", [1.0, 3.0])
 def test_auto_checks_small_and_large_motion_with_the_full_registration(stir_ref, levels_run, shift_mm):
-    true = rigid(0.0, 0.0, 0.0, (shift_mm, 0.0, 0.0))  # 1 mm: above the coarse check's cut, below the threshold
+    true = rigid(0.0, 0.0, 0.0, (shift_mm, 0.0, 0.0))  # 1 mm: above the check's cut, below the threshold
     t1_grid = ns.make_grid((180, 140, 26), (2.0, 2.0, 4.5), direction=CORONAL)
     t1 = ns.series(t1_grid, "t1", transform=true.GetInverse(), sigma=0.025, seed=5)
     res = resample_to_reference(volume(t1, "1.2.3.7"), volume(stir_ref, "1.2.3.7", "stir"))
-    assert levels_run == [1, 2]
+    assert levels_run == ["check", "full"]
     assert abs(res.residual_mm - shift_mm) < 0.5
     assert res.method == ("rigid" if shift_mm > 1.5 else "geometry")
 

@@ -40,11 +40,16 @@ MOTION_THRESHOLD_MM = 1.5
 MIN_OVERLAP_FOR_MOTION_CHECK = 0.3
 #: In-plane voxel size (mm) the registration works on (finer levels add time, not accuracy, at 4 mm slices).
 REGISTRATION_SPACING_MM = 2.0
-#: The same-frame motion check first registers on the coarse level alone (a third of the time; on phantoms
-#: its residual is within ~0.3 mm of the full registration's) and stops there when it finds less than this
-#: fraction of the motion threshold; otherwise the full registration decides.
-COARSE_CHECK_FRACTION = 0.5
+#: The same-frame motion check first registers on the check level alone (a third of the time) and stops
+#: there when it finds less than this fraction of the motion threshold; otherwise the full registration
+#: decides.
+CHECK_FRACTION = 0.5
 _LEVELS = ((4, 4.0), (2, 2.0))  # (shrink factor, smoothing sigma mm): ~8 and ~4 mm in-plane
+#: The motion check's one level: (in-plane bin factor on the :data:`REGISTRATION_SPACING_MM` grid, in-plane
+#: Gaussian sigma in mm). Its slices are not merged: ITK's pyramid shrinks every axis, and its coarse level
+#: (4.4 mm slices merged into 18 mm) found 0.8-1.3 mm of motion on eight of ten 512 x 512 x 30 phantom
+#: studies without any, so the check fell through to the full registration; this level found 0.37-0.71 mm.
+CHECK_LEVEL = (2, 2.0)
 #: Smallest optimizer step (mm, or radians scaled to mm at the field's edge): 0.01 gives the same residuals
 #: as 1e-4 to 0.01 mm on five 512 x 512 x 30 phantoms with 0-2 mm motion, in half the iterations.
 MIN_STEP = 0.01
@@ -53,6 +58,8 @@ MIN_STEP = 0.01
 #: tripled the check's time for no gain in accuracy; the caps are about what half of a STIR body of a
 #: 512 x 512 x 30 study gives (the levels shrink every axis, slices included).
 MAX_METRIC_SAMPLES = (2000, 16000)
+#: Mutual-information samples in the body for the motion check at most.
+CHECK_METRIC_SAMPLES = 2000
 
 
 @dataclass
@@ -168,38 +175,48 @@ def _prepare(image: sitk.Image) -> sitk.Image:
     return sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), factors)
 
 
-def _register_rigid(
-    reference: sitk.Image, moving: sitk.Image, initial: sitk.Transform, *, iterations: int, seed: int,
-    levels: int = len(_LEVELS), prepared: Optional[tuple] = None,
-) -> tuple[sitk.Euler3DTransform, float]:
-    """Rigid MI registration on the first ``levels`` of :data:`_LEVELS`; ``prepared``: (fixed, moving, fixed
-    mask) from an earlier call on the same images."""
-    fixed, mov, fixed_mask = prepared or _prepare_pair(reference, moving)
+def _registration(iterations: int) -> sitk.ImageRegistrationMethod:
+    """Mattes MI, linear interpolation, regular-step gradient descent: the settings every level shares."""
     reg = sitk.ImageRegistrationMethod()
     # one work unit: the metric's per-thread sums otherwise meet in a varying order, and the last-digit
     # differences change the transform from run to run
     reg.SetNumberOfWorkUnits(1)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    # ITK draws share x (voxels of the level) points and drops those outside the mask: the share that
-    # keeps the expected number in the body at the cap (each level shrinks every axis)
-    body_fraction = float(np.count_nonzero(sitk.GetArrayViewFromImage(fixed_mask))) / float(np.prod(fixed.GetSize()))
-    shares = []
-    for (shrink, _), cap in zip(_LEVELS[:levels], MAX_METRIC_SAMPLES):
-        level_voxels = float(np.prod([max(1, n // shrink) for n in fixed.GetSize()]))
-        shares.append(min(0.5, cap / max(level_voxels * body_fraction, 1.0)))
-    reg.SetMetricSamplingPercentagePerLevel(shares, seed + 1)  # SimpleITK seed 0 means "wall clock"
-    reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=MIN_STEP, numberOfIterations=iterations, relaxationFactor=0.7,
         gradientMagnitudeTolerance=1e-8,
     )
     reg.SetOptimizerScalesFromPhysicalShift()
+    return reg
+
+
+def _body_fraction(mask: sitk.Image) -> float:
+    return float(np.count_nonzero(sitk.GetArrayViewFromImage(mask))) / float(np.prod(mask.GetSize()))
+
+
+def _register_rigid(
+    reference: sitk.Image, moving: sitk.Image, initial: sitk.Transform, *, iterations: int, seed: int,
+    prepared: Optional[tuple] = None,
+) -> tuple[sitk.Euler3DTransform, float]:
+    """Rigid MI registration on the :data:`_LEVELS` pyramid; ``prepared``: :func:`_prepare_pair` of the same
+    images from an earlier call."""
+    fixed, mov, fixed_mask = prepared or _prepare_pair(reference, moving)
+    reg = _registration(iterations)
+    # ITK draws share x (voxels of the level) points and drops those outside the mask: the share that
+    # keeps the expected number in the body at the cap (each level shrinks every axis)
+    body_fraction = _body_fraction(fixed_mask)
+    shares = []
+    for (shrink, _), cap in zip(_LEVELS, MAX_METRIC_SAMPLES):
+        level_voxels = float(np.prod([max(1, n // shrink) for n in fixed.GetSize()]))
+        shares.append(min(0.5, cap / max(level_voxels * body_fraction, 1.0)))
+    reg.SetMetricSamplingPercentagePerLevel(shares, seed + 1)  # SimpleITK seed 0 means "wall clock"
+    reg.SetMetricFixedMask(fixed_mask)
     # Two coarse levels (~8 and ~4 mm in-plane) suffice: the full 2 mm level costs 4x the time for
     # ~0.05 mm on test objects with 4-5 mm slices.
-    reg.SetShrinkFactorsPerLevel([shrink for shrink, _ in _LEVELS[:levels]])
-    reg.SetSmoothingSigmasPerLevel([sigma for _, sigma in _LEVELS[:levels]])
+    reg.SetShrinkFactorsPerLevel([shrink for shrink, _ in _LEVELS])
+    reg.SetSmoothingSigmasPerLevel([sigma for _, sigma in _LEVELS])
     reg.SetSmoothingSigmasAreSpecifiedInPhysicalUnits(True)
     reg.SetInitialTransform(initial, inPlace=False)
     out = reg.Execute(fixed, mov)
@@ -207,6 +224,26 @@ def _register_rigid(
     if isinstance(out, sitk.CompositeTransform) or out.GetName() == "CompositeTransform":
         out = sitk.CompositeTransform(out).GetNthTransform(0)
     return sitk.Euler3DTransform(out), float(reg.GetMetricValue())
+
+
+def _register_check(prepared: tuple, initial: sitk.Transform, *, iterations: int,
+                    seed: int) -> tuple[sitk.Euler3DTransform, float]:
+    """The motion check: one rigid MI registration on :data:`CHECK_LEVEL` of :func:`_prepare_pair`'s images."""
+    fixed, mov, fixed_mask = prepared
+    factor, sigma_mm = CHECK_LEVEL
+    shrink = [factor, factor, 1]
+    sigma = [sigma_mm, sigma_mm, 0.01]  # in-plane only, like the binning
+    fixed = sitk.SmoothingRecursiveGaussian(sitk.BinShrink(fixed, shrink), sigma)
+    mov = sitk.SmoothingRecursiveGaussian(sitk.BinShrink(mov, shrink), sigma)
+    mask = sitk.Cast(sitk.BinShrink(fixed_mask, shrink) > 0, sitk.sitkUInt8)
+    body = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    reg = _registration(iterations)
+    reg.SetMetricSamplingPercentage(min(0.5, CHECK_METRIC_SAMPLES / max(body, 1.0)), seed + 1)
+    reg.SetMetricFixedMask(mask)
+    transform = sitk.Euler3DTransform(initial)
+    reg.SetInitialTransform(transform, inPlace=True)
+    reg.Execute(fixed, mov)
+    return transform, float(reg.GetMetricValue())
 
 
 def _prepare_pair(reference: sitk.Image, moving: sitk.Image) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
@@ -255,8 +292,8 @@ def resample_to_reference(
         ``never``: headers only. ``always``: rigid registration. ``auto``:
         headers when the frame of reference is shared and a quick registration
         finds no motion above ``motion_threshold_mm``; rigid otherwise. The
-        quick check is the coarse level alone when that finds less than
-        :data:`COARSE_CHECK_FRACTION` of the threshold (its residual is then
+        quick check is one level (:data:`CHECK_LEVEL`) alone when that finds less than
+        :data:`CHECK_FRACTION` of the threshold (its residual is then
         the one reported), else the full registration.
     same_frame : bool, optional
         Override the frame-of-reference comparison.
@@ -324,9 +361,8 @@ def resample_to_reference(
             prepared = _prepare_pair(ref_img, mov_img)
             rigid = None
             if check_only:
-                rigid, metric = _register_rigid(ref_img, mov_img, initial, iterations=iterations, seed=seed,
-                                                levels=1, prepared=prepared)
-                if _displacements_mm(rigid, pts).mean() >= COARSE_CHECK_FRACTION * motion_threshold_mm:
+                rigid, metric = _register_check(prepared, initial, iterations=iterations, seed=seed)
+                if _displacements_mm(rigid, pts).mean() >= CHECK_FRACTION * motion_threshold_mm:
                     rigid = None  # possible motion: the full registration decides
             if rigid is None:
                 rigid, metric = _register_rigid(ref_img, mov_img, initial, iterations=iterations, seed=seed,
