@@ -82,3 +82,18 @@ def test_bad_inputs_raise_typed_errors(biased):
     blank = sitk.Image(image.GetSize(), sitk.sitkFloat32)
     with pytest.raises(InputError):
         body_mask(blank)
+
+
+def test_square_opening_and_closing_are_scipys():
+    from scipy import ndimage
+
+    from bmepipe.normalize.bias import _square_closing, _square_opening
+
+    rng = np.random.default_rng(3)
+    for _ in range(10):  # blobs and speckle, touching the array's edges
+        mask = ndimage.gaussian_filter(rng.random((4, 50, 61)), (0, 2, 2)) > rng.uniform(0.45, 0.55)
+        mask[:, rng.integers(0, 50), :] ^= rng.random(61) > 0.5
+        for width in (3, 5):
+            square = np.ones((1, width, width), bool)
+            np.testing.assert_array_equal(_square_opening(mask, width), ndimage.binary_opening(mask, square))
+            np.testing.assert_array_equal(_square_closing(mask, width), ndimage.binary_closing(mask, square))

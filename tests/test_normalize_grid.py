@@ -170,3 +170,18 @@ def test_resampling_onto_the_same_grid_is_a_copy_and_agrees_with_itk(stir_ref):
     image, _ = resample_images(moving, stir_ref, moved)
     np.testing.assert_allclose(sitk.GetArrayViewFromImage(image)[:, :, :-2],
                                sitk.GetArrayViewFromImage(moving)[:, :, 1:-1], rtol=1e-5, atol=1e-6)
+
+
+def test_transform_points_agrees_with_itk():
+    from bmepipe.normalize.grid import transform_points
+
+    rng = np.random.default_rng(4)
+    pts = rng.uniform(-200, 200, (500, 3))
+    tx = rigid(4.0, -3.0, 7.0, (3.0, -4.0, 5.0))
+    tx.SetCenter((10.0, -20.0, 30.0))
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix(tuple((np.eye(3) + rng.normal(0, 0.05, (3, 3))).ravel()))
+    affine.SetTranslation((1.0, 2.0, 3.0))
+    for t in (tx, tx.GetInverse(), affine, sitk.TranslationTransform(3, (1.0, -2.0, 0.5))):
+        expected = np.array([t.TransformPoint(tuple(p)) for p in pts])
+        np.testing.assert_allclose(transform_points(t, pts), expected, atol=1e-9)

@@ -110,3 +110,28 @@ def test_without_t1_fat_checks_are_not_assessable_rather_than_false_alarms():
         assert q.flag(name).passed is None and "T1" in q.flag(name).message
     assert abs(q.flag("snr_fluid").value / 20.0 - 1) < 0.15
     assert q.passed  # not assessable is not a failure
+
+
+def test_midline_is_the_best_mirror_correlation():
+    """The midline search gives the shift a direct Pearson correlation of every overlap picks."""
+    from bmepipe.normalize.qc import _midline_x_mm
+
+    rng = np.random.default_rng(6)
+    rows, cols = 40, 90
+    x = np.arange(cols)
+    prof = np.exp(-((x - 38.0) / 9) ** 2) + 0.8 * np.exp(-((x - 58.0) / 9) ** 2)  # two "hips" about 48
+    arr = (prof[None, None, :] * (1 + 0.1 * rng.random((3, rows, 1))) + 0.05 * rng.random((3, rows, cols)))
+    img = sitk.GetImageFromArray(arr.astype(np.float32))
+    img.SetSpacing((2.0, 2.0, 5.0))
+    got = _midline_x_mm(img, arr)
+    proj = arr.mean(axis=0)
+    best, best_i0 = -np.inf, None
+    for shift in range(-cols + 1, cols):
+        lo, hi = max(0, -shift), min(cols, cols - shift)
+        if hi - lo < 0.4 * cols:
+            continue
+        r = np.corrcoef(proj[:, lo:hi].ravel(), proj[:, ::-1][:, lo + shift:hi + shift].ravel())[0, 1]
+        if r > best:
+            best, best_i0 = r, (cols - 1 - shift) / 2
+    assert got == pytest.approx(best_i0 * 2.0)
+    assert abs(got - 48.0 * 2.0) < 2 * 2.0

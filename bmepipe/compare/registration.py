@@ -166,12 +166,14 @@ def surface_deepening_mm(base_points_lps_mm, followup_points_lps_mm, head_center
     """
     from scipy.spatial import cKDTree
 
+    from bmepipe.normalize.grid import transform_points
+
     if base_points_lps_mm is None or followup_points_lps_mm is None:
         return None
     c0 = np.asarray(head_center_lps_mm, float)
     pb = np.asarray(base_points_lps_mm, float)
     inverse = transform.GetInverse()
-    pf = np.array([inverse.TransformPoint(tuple(map(float, p))) for p in np.asarray(followup_points_lps_mm, float)])
+    pf = transform_points(inverse, followup_points_lps_mm)
     if len(pb) < neighbours or len(pf) < neighbours:
         return None
 

@@ -70,6 +70,21 @@ def _shrink_factors(image: sitk.Image, target_mm: float, target_slice_mm: Option
     return f + [fz]
 
 
+def _square_opening(mask: np.ndarray, width: int) -> np.ndarray:
+    """``ndimage.binary_opening`` by a ``width`` x ``width`` in-plane square (outside counts as 0), as separable
+    running minima and maxima: the same mask, several times faster."""
+    size, u8 = (1, width, width), mask.view(np.uint8)
+    return ndimage.maximum_filter(ndimage.minimum_filter(u8, size=size, mode="constant", cval=0),
+                                  size=size, mode="constant", cval=0).astype(bool)
+
+
+def _square_closing(mask: np.ndarray, width: int) -> np.ndarray:
+    """``ndimage.binary_closing`` by a ``width`` x ``width`` in-plane square (outside counts as 0)."""
+    size, u8 = (1, width, width), mask.view(np.uint8)
+    return ndimage.minimum_filter(ndimage.maximum_filter(u8, size=size, mode="constant", cval=0),
+                                  size=size, mode="constant", cval=0).astype(bool)
+
+
 def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
     """Voxels inside the patient (the body outline, holes filled).
 
@@ -109,14 +124,14 @@ def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
     from skimage.filters import threshold_otsu
 
     mask = log_arr > threshold_otsu(log_arr)
-    mask = ndimage.binary_opening(mask, structure=np.ones((1, 3, 3), bool))
+    mask = _square_opening(mask, 3)
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
         mask = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.02 * sizes.max()))
     # Pad by edge replication so that closing does not erode a body cut by the FOV boundary.
     padded = np.pad(mask, ((0, 0), (3, 3), (3, 3)), mode="edge")
-    mask = ndimage.binary_closing(padded, structure=np.ones((1, 5, 5), bool))[:, 3:-3, 3:-3]
+    mask = _square_closing(padded, 5)[:, 3:-3, 3:-3]
     for k in range(mask.shape[0]):  # fill per slice: a 3-D fill leaks through the first/last slice
         mask[k] = ndimage.binary_fill_holes(mask[k])
     small_mask = sitk.GetImageFromArray(mask.astype(np.uint8))

@@ -160,13 +160,26 @@ def overlap_fraction(reference: sitk.Image, moving: sitk.Image, transform: Optio
     """
     pts = _grid_points(reference)
     if transform is not None:
-        pts = np.array([transform.TransformPoint(tuple(map(float, p))) for p in pts])
+        pts = transform_points(transform, pts)
     return _inside_fraction(pts, moving)
 
 
+def transform_points(transform: sitk.Transform, points_mm: np.ndarray) -> np.ndarray:
+    """``transform`` applied to (N, 3) physical points (mm).
+
+    Rigid and affine transforms as one matrix product, ``M (p - c) + c + t``; other kinds point by point
+    through ITK (a Python loop of 16,000 points holds the interpreter for 0.1 s).
+    """
+    points_mm = np.asarray(points_mm, dtype=float).reshape(-1, 3)
+    if all(hasattr(transform, a) for a in ("GetMatrix", "GetCenter", "GetTranslation")):
+        matrix = np.asarray(transform.GetMatrix(), float).reshape(3, 3)
+        centre = np.asarray(transform.GetCenter(), float)
+        return (points_mm - centre) @ matrix.T + centre + np.asarray(transform.GetTranslation(), float)
+    return np.array([transform.TransformPoint(tuple(map(float, p))) for p in points_mm]).reshape(-1, 3)
+
+
 def _displacements_mm(transform: sitk.Transform, points_mm: np.ndarray) -> np.ndarray:
-    moved = np.array([transform.TransformPoint(tuple(map(float, p))) for p in points_mm])
-    return np.linalg.norm(moved - points_mm, axis=1)
+    return np.linalg.norm(transform_points(transform, points_mm) - points_mm, axis=1)
 
 
 def _prepare(image: sitk.Image) -> sitk.Image:

@@ -310,15 +310,29 @@ def _midline_x_mm(image: sitk.Image, array: np.ndarray) -> Optional[float]:
     step = max(1, int(round(2.0 / image.GetSpacing()[axis_xyz])))  # ~2 mm columns are plenty
     n_full = prof.shape[1]
     prof = prof[:, : n_full - n_full % step].reshape(prof.shape[0], -1, step).mean(axis=2)
-    n = prof.shape[1]
-    mirror = prof[:, ::-1]
+    n, rows = prof.shape[1], prof.shape[0]
+    # prof[:, i] ~ mirror[:, i + shift] (mirror = prof[:, ::-1]) <=> symmetric about i0 = (n - 1 - shift) / 2.
+    # Pearson's r of the overlapping columns for every shift at once, from sums: the cross term pairs
+    # columns i and j = n - 1 - shift - i, an anti-diagonal i + j of the columns' Gram matrix.
+    prof = prof.astype(float)
+    ii, jj = np.indices((n, n))
+    cross = np.bincount((ii + jj).ravel(), weights=(prof.T @ prof).ravel(), minlength=2 * n - 1)
+    col, col_sq = prof.sum(axis=0), (prof * prof).sum(axis=0)
+    csum = np.concatenate([[0.0], np.cumsum(col)])
+    csum_sq = np.concatenate([[0.0], np.cumsum(col_sq)])
     best, best_s = -np.inf, None
-    for shift in range(-n + 1, n):  # prof[:, i] ~ mirror[:, i + shift] <=> symmetric about i0 = (n - 1 - shift) / 2
+    for shift in range(-n + 1, n):
         lo, hi = max(0, -shift), min(n, n - shift)
         if hi - lo < 0.4 * n:
             continue
-        a, b = prof[:, lo:hi].ravel(), mirror[:, lo + shift : hi + shift].ravel()
-        r = np.corrcoef(a, b)[0, 1]
+        m = n - 1 - shift  # i + j of the pairs
+        count = rows * (hi - lo)
+        sa, sa2 = csum[hi] - csum[lo], csum_sq[hi] - csum_sq[lo]
+        sb, sb2 = csum[m - lo + 1] - csum[m - hi + 1], csum_sq[m - lo + 1] - csum_sq[m - hi + 1]
+        var = (sa2 - sa * sa / count) * (sb2 - sb * sb / count)
+        if var <= 0:
+            continue
+        r = (cross[m] - sa * sb / count) / np.sqrt(var)
         if r > best:
             best, best_s = r, shift
     if best_s is None or not np.isfinite(best):

@@ -148,14 +148,16 @@ def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_d
         ids = np.unique(labels[k][seed[k]])
         acc[k] = np.isin(labels[k], ids[ids > 0])
 
+    areas = [np.bincount(lab.ravel()) for lab in labels]
+
     def join(k, ref):
-        lab = labels[k]
-        if lab.max() == 0:
+        lab, area = labels[k], areas[k]
+        if len(area) < 2:
             return
-        area = np.bincount(lab.ravel())
-        over = np.bincount(lab.ravel(), weights=ref.ravel().astype(float), minlength=len(area))
-        ok = np.nonzero((over >= min_overlap * area) & (np.arange(len(area)) > 0))[0]
-        acc[k] |= np.isin(lab, ok)
+        over = np.bincount(lab[ref], minlength=len(area))  # voxels of each component on the neighbour's femur
+        joined = over >= min_overlap * area
+        joined[0] = False
+        acc[k] |= joined[lab]  # a lookup table: far cheaper than np.isin on a 512 x 512 slice
 
     for _ in range(2):  # sweeps towards both ends of the stack (trochanter regions apart from the head)
         for k in range(1, nz):
