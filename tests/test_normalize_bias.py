@@ -84,10 +84,10 @@ def test_bad_inputs_raise_typed_errors(biased):
         body_mask(blank)
 
 
-def test_square_opening_and_closing_are_scipys():
+def test_shared_morphology_is_scipys():
     from scipy import ndimage
 
-    from bmepipe.normalize.bias import _square_closing, _square_opening
+    from bmepipe._morphology import fill_holes_per_slice, square_closing, square_opening
 
     rng = np.random.default_rng(3)
     for _ in range(10):  # blobs and speckle, touching the array's edges
@@ -95,5 +95,8 @@ def test_square_opening_and_closing_are_scipys():
         mask[:, rng.integers(0, 50), :] ^= rng.random(61) > 0.5
         for width in (3, 5):
             square = np.ones((1, width, width), bool)
-            np.testing.assert_array_equal(_square_opening(mask, width), ndimage.binary_opening(mask, square))
-            np.testing.assert_array_equal(_square_closing(mask, width), ndimage.binary_closing(mask, square))
+            np.testing.assert_array_equal(square_opening(mask, width), ndimage.binary_opening(mask, square))
+            np.testing.assert_array_equal(square_closing(mask, width), ndimage.binary_closing(mask, square))
+        rings = ndimage.binary_dilation(mask, iterations=2) & ~mask  # closed rings: holes to fill
+        holed = rings | (rng.random(mask.shape) > 0.97)
+        np.testing.assert_array_equal(fill_holes_per_slice(holed), np.stack([ndimage.binary_fill_holes(s) for s in holed]))

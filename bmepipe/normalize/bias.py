@@ -32,6 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .._morphology import fill_holes_per_slice, square_closing, square_opening
 from ..errors import ConfigError, InputError
 
 __all__ = ["correct_bias", "body_mask", "BIAS_METHODS"]
@@ -68,21 +69,6 @@ def _shrink_factors(image: sitk.Image, target_mm: float, target_slice_mm: Option
     # Slices are already thick (3-5 mm) and few: shrink them only when asked, keeping >= 8.
     fz = 1 if target_slice_mm is None else int(max(1, min(nz // 8, round(target_slice_mm / sz))))
     return f + [fz]
-
-
-def _square_opening(mask: np.ndarray, width: int) -> np.ndarray:
-    """``ndimage.binary_opening`` by a ``width`` x ``width`` in-plane square (outside counts as 0), as separable
-    running minima and maxima: the same mask, several times faster."""
-    size, u8 = (1, width, width), mask.view(np.uint8)
-    return ndimage.maximum_filter(ndimage.minimum_filter(u8, size=size, mode="constant", cval=0),
-                                  size=size, mode="constant", cval=0).astype(bool)
-
-
-def _square_closing(mask: np.ndarray, width: int) -> np.ndarray:
-    """``ndimage.binary_closing`` by a ``width`` x ``width`` in-plane square (outside counts as 0)."""
-    size, u8 = (1, width, width), mask.view(np.uint8)
-    return ndimage.minimum_filter(ndimage.maximum_filter(u8, size=size, mode="constant", cval=0),
-                                  size=size, mode="constant", cval=0).astype(bool)
 
 
 def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
@@ -124,16 +110,15 @@ def body_mask(image: sitk.Image, *, smoothing_mm: float = 0.5) -> sitk.Image:
     from skimage.filters import threshold_otsu
 
     mask = log_arr > threshold_otsu(log_arr)
-    mask = _square_opening(mask, 3)
+    mask = square_opening(mask, 3)
     labels, n = ndimage.label(mask)
     if n > 1:
         sizes = np.bincount(labels.ravel())[1:]
         mask = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.02 * sizes.max()))
     # Pad by edge replication so that closing does not erode a body cut by the FOV boundary.
     padded = np.pad(mask, ((0, 0), (3, 3), (3, 3)), mode="edge")
-    mask = _square_closing(padded, 5)[:, 3:-3, 3:-3]
-    for k in range(mask.shape[0]):  # fill per slice: a 3-D fill leaks through the first/last slice
-        mask[k] = ndimage.binary_fill_holes(mask[k])
+    mask = square_closing(padded, 5)[:, 3:-3, 3:-3]
+    mask = fill_holes_per_slice(mask)  # per slice: a 3-D fill leaks through the first/last slice
     small_mask = sitk.GetImageFromArray(mask.astype(np.uint8))
     small_mask.CopyInformation(small)
     return sitk.Resample(small_mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8, True)

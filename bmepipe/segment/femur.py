@@ -16,6 +16,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from .._morphology import fill_holes_per_slice
+
 from .sphere import Grid, fibonacci_directions
 
 __all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes",
@@ -172,7 +174,7 @@ def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_d
     steps = max(1, int(round(cortex_max_mm / min(spacing_mm[:2]))))
     acc = ndimage.binary_dilation(acc, structure=cross, iterations=steps, mask=cortex | acc)
     # fill enclosed holes slice by slice (lesions, necrotic content, vascular canals)
-    acc = np.stack([ndimage.binary_fill_holes(s) for s in acc])
+    acc = fill_holes_per_slice(acc)
     if partial_mm > 0:
         acc |= _tangential_slices(acc, spacing_mm, partial_mm)
     return acc

@@ -32,6 +32,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
+from .._morphology import fill_holes_per_slice
+
 from . import hips as _hips
 from .sphere import Grid
 from .types import SideSegmentation
@@ -163,7 +165,7 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     marrow = ~dark & ~line & ~muscle & (Fs < fluid_min) & (plateau | (Fs >= MUSCLE_RANGE[0]))
     # muscle-like patches enclosed by marrow (marrow as bright as muscle, the fading edge of edema);
     # the opening first cuts the one- or two-pixel partial-volume rims around muscles
-    marrow |= np.stack([ndimage.binary_fill_holes(s) for s in _open(marrow, 1)]) & ~dark & ~line
+    marrow |= fill_holes_per_slice(_open(marrow, 1)) & ~dark & ~line
     marrow |= rr < r - HEAD_BALL_MARGIN_MM
     # around the head, bone continues only in the neck cone: the acetabulum stays apart
     outside_cone = cosang < math.cos(math.radians(NECK_CONE_DEG))
