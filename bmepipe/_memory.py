@@ -16,6 +16,14 @@ measurable.
 ``glibc.malloc.arena_max`` tunable the user set, and ``BMEPIPE_MALLOC_ARENAS=keep`` leaves the allocator
 alone. Elsewhere than glibc it does nothing. It bounds the arenas glibc creates from then on: threads that
 already had their own (a host application's, before the first analysis) may keep theirs.
+
+It also keeps image-sized blocks in that heap: glibc serves blocks above its mmap threshold (at most 32 MB,
+and a float64 512 x 512 x 30 stack is 63 MB) with a fresh ``mmap`` whose pages are faulted in on first
+touch and returned on ``free``, and it trims the heap's free top back to the kernel. With the thresholds at
+:data:`MMAP_THRESHOLD_BYTES` and :data:`TRIM_THRESHOLD_BYTES` a freed stack serves the next one: on the
+benchmark study the first analysis took 4.77 instead of 4.98 s (median of 6 fresh processes each, system
+time 0.57 instead of 1.02 s) at the same peak memory (1039 MB). A ``MALLOC_MMAP_THRESHOLD_`` or
+``MALLOC_TRIM_THRESHOLD_`` (or the matching ``glibc.malloc`` tunable) the user set is respected.
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ import os
 __all__ = ["use_one_heap"]
 
 _M_ARENA_MAX = -8  # glibc malloc.h
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: Blocks below this size come from the heap and are reused after ``free`` (glibc's dynamic default stops at 32 MB).
+MMAP_THRESHOLD_BYTES = 256 << 20
+#: Free memory at the heap's top up to this size stays in the process (glibc's default follows the mmap threshold).
+TRIM_THRESHOLD_BYTES = 512 << 20
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,12 +53,25 @@ def _libc():
         return None
 
 
+def _user_set(variable: str, tunable: str) -> bool:
+    return variable in os.environ or tunable in os.environ.get("GLIBC_TUNABLES", "")
+
+
 @functools.lru_cache(maxsize=1)
 def use_one_heap() -> bool:
-    """Make glibc serve every thread from one heap (see the module docstring); True if it was set."""
-    if ("MALLOC_ARENA_MAX" in os.environ or "arena_max" in os.environ.get("GLIBC_TUNABLES", "")
-            or os.environ.get("BMEPIPE_MALLOC_ARENAS", "").lower() == "keep"):
+    """Make glibc serve every thread from one heap that keeps image buffers (see the module docstring); True if
+    the single arena was set."""
+    if os.environ.get("BMEPIPE_MALLOC_ARENAS", "").lower() == "keep":
         return False
     libc = _libc()
-    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, 1) == 1)
-
+    if libc is None:
+        return False
+    # setting either threshold ends glibc's dynamic adjustment of both: set both or neither
+    user_thresholds = (_user_set("MALLOC_MMAP_THRESHOLD_", "mmap_threshold")
+                       or _user_set("MALLOC_TRIM_THRESHOLD_", "trim_threshold"))
+    if not user_thresholds:
+        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    if _user_set("MALLOC_ARENA_MAX", "arena_max"):
+        return False
+    return bool(libc.mallopt(_M_ARENA_MAX, 1) == 1)

@@ -23,27 +23,40 @@ def mallopt_calls(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.delenv("BMEPIPE_MALLOC_ARENAS", raising=False)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     return calls
 
 
-@pytest.mark.parametrize("env", [{"MALLOC_ARENA_MAX": "4"}, {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
-                                 {"BMEPIPE_MALLOC_ARENAS": "keep"}])
-def test_the_users_choice_is_left_alone(monkeypatch, mallopt_calls, env):
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc malloc.h
+THRESHOLDS = [(M_MMAP_THRESHOLD, 256 << 20), (M_TRIM_THRESHOLD, 512 << 20)]
+
+
+@pytest.mark.parametrize("env, calls", [
+    ({"MALLOC_ARENA_MAX": "4"}, THRESHOLDS),
+    ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, THRESHOLDS),
+    ({"MALLOC_MMAP_THRESHOLD_": "131072"}, [(M_ARENA_MAX, 1)]),
+    ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}, [(M_ARENA_MAX, 1)]),
+    ({"BMEPIPE_MALLOC_ARENAS": "keep", "MALLOC_ARENA_MAX": "4"}, []),
+])
+def test_the_users_choice_is_left_alone(monkeypatch, mallopt_calls, env, calls):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert _memory.use_one_heap.__wrapped__() is False
-    assert mallopt_calls == []
+    assert _memory.use_one_heap.__wrapped__() is (calls != [] and "MALLOC_ARENA_MAX" not in env
+                                                  and "arena_max" not in env.get("GLIBC_TUNABLES", ""))
+    assert mallopt_calls == calls
 
 
-def test_one_arena_is_asked_for_by_default(mallopt_calls):
+def test_one_arena_and_the_thresholds_are_asked_for_by_default(mallopt_calls):
     assert _memory.use_one_heap.__wrapped__() is True
-    assert mallopt_calls == [(-8, 1)]  # M_ARENA_MAX (glibc malloc.h)
+    assert mallopt_calls == THRESHOLDS + [(M_ARENA_MAX, 1)]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_real_glibc_accepts_it(monkeypatch):
     if _memory._libc() is None:
         pytest.skip("not glibc")
-    for key in ("MALLOC_ARENA_MAX", "BMEPIPE_MALLOC_ARENAS", "GLIBC_TUNABLES"):
+    for key in ("MALLOC_ARENA_MAX", "BMEPIPE_MALLOC_ARENAS", "GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_",
+                "MALLOC_TRIM_THRESHOLD_"):
         monkeypatch.delenv(key, raising=False)
     assert _memory.use_one_heap.__wrapped__() is True  # glibc's mallopt reports success

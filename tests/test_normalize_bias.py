@@ -99,4 +99,5 @@ def test_shared_morphology_is_scipys():
             np.testing.assert_array_equal(square_closing(mask, width), ndimage.binary_closing(mask, square))
         rings = ndimage.binary_dilation(mask, iterations=2) & ~mask  # closed rings: holes to fill
         holed = rings | (rng.random(mask.shape) > 0.97)
-        np.testing.assert_array_equal(fill_holes_per_slice(holed), np.stack([ndimage.binary_fill_holes(s) for s in holed]))
+        expected = np.stack([ndimage.binary_fill_holes(s) for s in holed])
+        np.testing.assert_array_equal(fill_holes_per_slice(holed), expected)

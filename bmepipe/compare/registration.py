@@ -22,7 +22,8 @@ BOX_HALF_WIDTH_MM = 40.0
 
 
 def register_hip(fixed, moving, fixed_center_lps_mm: Sequence[float], moving_center_lps_mm: Sequence[float],
-                 box_mm: float = BOX_HALF_WIDTH_MM, seed: int = 0):  # seed of the metric sampling: same input, same transform
+                 box_mm: float = BOX_HALF_WIDTH_MM,
+                 seed: int = 0):  # seed of the metric sampling: same input, same transform
     """Rigid (Euler 3D) transform mapping baseline points to follow-up points around one femoral head.
 
     Initialised by the translation between the femoral-head centres; Mattes mutual information on the
