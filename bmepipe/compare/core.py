@@ -315,8 +315,10 @@ def compare(baseline: Union[str, Path, Any], followup: Union[str, Path, Any], ou
     study_a, study_b = _study(baseline), _study(followup)
     id_a, id_b = study_identity(study_a), study_identity(study_b)
     interval = check_pair(id_a, id_b, force=force, path=followup if isinstance(followup, (str, Path)) else None)
-    # the two analyses are independent: one thread each (their heavy steps release the GIL)
-    a, b = map_in_threads(lambda pair: _analysis(pair[0], pair[1], config), ((baseline, study_a), (followup, study_b)))
+    # the two analyses are independent: one thread each (their heavy steps release the GIL), and no threads of
+    # their own (the two hips, the QC): the cores are already busy
+    a, b = map_in_threads(lambda pair: _analysis(pair[0], pair[1], config), ((baseline, study_a), (followup, study_b)),
+                          threads_each=1)
 
     def hips(analysis):
         return {side: {"center": g.head_center_lps_mm, "radius": g.head_radius_mm,
