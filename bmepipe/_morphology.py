@@ -19,12 +19,14 @@ _IN_PLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """``ndimage.binary_fill_holes`` of every slice ``mask[k]`` of a ``[slice, row, column]`` stack.
+    """``ndimage.binary_fill_holes`` of every slice ``mask[k]`` of a 3-D ``[slice, row, column]`` stack.
 
     A hole is a background region (4-connected in-plane, scipy's default) that does not reach the slice's
     border; all slices are labelled in one call.
     """
     mask = np.asarray(mask, bool)
+    if mask.ndim != 3:
+        raise ValueError(f"fill_holes_per_slice needs a 3-D stack, got {mask.ndim}-D")
     labels, n = ndimage.label(~mask, structure=_IN_PLANE_CROSS)
     if n == 0:
         return mask.copy()
@@ -35,15 +37,21 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return ~outside[labels]
 
 
+def _odd(width: int) -> int:
+    if width < 1 or width % 2 == 0:  # scipy centres even elements differently from the running filters
+        raise ValueError(f"square width must be odd, got {width}")
+    return width
+
+
 def square_opening(mask: np.ndarray, width: int) -> np.ndarray:
-    """``ndimage.binary_opening`` by a ``width`` x ``width`` in-plane square (outside counts as 0)."""
-    size, u8 = (1, width, width), np.asarray(mask, bool).view(np.uint8)
+    """``ndimage.binary_opening`` by a ``width`` x ``width`` in-plane square (odd width; outside counts as 0)."""
+    size, u8 = (1, _odd(width), _odd(width)), np.asarray(mask, bool).view(np.uint8)
     return ndimage.maximum_filter(ndimage.minimum_filter(u8, size=size, mode="constant", cval=0),
                                   size=size, mode="constant", cval=0).astype(bool)
 
 
 def square_closing(mask: np.ndarray, width: int) -> np.ndarray:
-    """``ndimage.binary_closing`` by a ``width`` x ``width`` in-plane square (outside counts as 0)."""
-    size, u8 = (1, width, width), np.asarray(mask, bool).view(np.uint8)
+    """``ndimage.binary_closing`` by a ``width`` x ``width`` in-plane square (odd width; outside counts as 0)."""
+    size, u8 = (1, _odd(width), _odd(width)), np.asarray(mask, bool).view(np.uint8)
     return ndimage.minimum_filter(ndimage.maximum_filter(u8, size=size, mode="constant", cval=0),
                                   size=size, mode="constant", cval=0).astype(bool)

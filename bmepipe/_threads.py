@@ -1,4 +1,4 @@
-"""Run the two hips of a study side by side on two threads.
+"""Run the two hips of a study (or the two studies of a compare) side by side on two threads.
 
 NumPy, SciPy's ``ndimage`` and SimpleITK release the GIL in their heavy loops, so the independent work
 of the right and the left hip overlaps on a 2-core machine. Each side's computation reads shared inputs
@@ -48,16 +48,20 @@ def map_in_threads(fn: Callable[[T], R], items: Iterable[T], *, threads_each: Op
     """``[fn(x) for x in items]``, in order, on up to :func:`max_threads` threads.
 
     ``threads_each``: :func:`max_threads` inside each task while they run side by side (``compare`` runs its
-    two analyses with one thread each: nested hip and QC threads on top only added switching, 5 % of the time).
+    two analyses with one thread each: nested hip and QC threads on top only added switching, 5 % of the time);
+    by default the tasks keep the caller's. It bounds bmepipe's own threads, not ITK's pool inside a filter.
     An exception raised by ``fn`` is re-raised here, as in the serial loop.
     """
+    if threads_each is not None and threads_each < 1:
+        raise ValueError(f"threads_each must be at least 1, got {threads_each}")
     items = list(items)
     workers = min(max_threads(), len(items))
     if workers <= 1:
         return [fn(x) for x in items]
+    budget = threads_each if threads_each is not None else getattr(_budget, "threads", None)  # else the caller's
 
     def task(x):  # on a thread of this call's own pool: no budget of its own before
-        _budget.threads = threads_each
+        _budget.threads = budget
         try:
             return fn(x)
         finally:

@@ -52,6 +52,34 @@ def test_one_arena_and_the_thresholds_are_asked_for_by_default(mallopt_calls):
     assert mallopt_calls == THRESHOLDS + [(M_ARENA_MAX, 1)]
 
 
+def test_an_old_glibc_gets_its_largest_mmap_threshold(monkeypatch, mallopt_calls):
+    """glibc < 2.27 refuses mmap thresholds above 32 MB: the next try is 32 MB, and only then the trim threshold."""
+    calls = []
+
+    class OldLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 0 if param == M_MMAP_THRESHOLD and value > 32 << 20 else 1
+
+    monkeypatch.setattr(_memory, "_libc", lambda: OldLibc())
+    assert _memory.use_one_heap.__wrapped__() is True
+    assert calls == [(M_MMAP_THRESHOLD, 256 << 20), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 2**31 - 1),
+                     (M_ARENA_MAX, 1)]
+
+
+def test_no_trim_threshold_without_an_mmap_threshold(monkeypatch, mallopt_calls):
+    calls = []
+
+    class Refusing:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 0 if param == M_MMAP_THRESHOLD else 1
+
+    monkeypatch.setattr(_memory, "_libc", lambda: Refusing())
+    _memory.use_one_heap.__wrapped__()
+    assert all(param != M_TRIM_THRESHOLD for param, _ in calls)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_real_glibc_accepts_it(monkeypatch):
     if _memory._libc() is None:
@@ -60,3 +88,6 @@ def test_real_glibc_accepts_it(monkeypatch):
                 "MALLOC_TRIM_THRESHOLD_"):
         monkeypatch.delenv(key, raising=False)
     assert _memory.use_one_heap.__wrapped__() is True  # glibc's mallopt reports success
+    libc = _memory._libc()
+    assert libc.mallopt(M_MMAP_THRESHOLD, 256 << 20) == 1 or libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
+    assert libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1

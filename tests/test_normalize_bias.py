@@ -101,3 +101,12 @@ def test_shared_morphology_is_scipys():
         holed = rings | (rng.random(mask.shape) > 0.97)
         expected = np.stack([ndimage.binary_fill_holes(s) for s in holed])
         np.testing.assert_array_equal(fill_holes_per_slice(holed), expected)
+
+
+def test_shared_morphology_refuses_what_it_cannot_match():
+    from bmepipe._morphology import fill_holes_per_slice, square_opening
+
+    with pytest.raises(ValueError):
+        square_opening(np.ones((1, 5, 5), bool), 2)  # scipy centres even squares differently
+    with pytest.raises(ValueError):
+        fill_holes_per_slice(np.ones((5, 5), bool))

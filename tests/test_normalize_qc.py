@@ -112,26 +112,32 @@ def test_without_t1_fat_checks_are_not_assessable_rather_than_false_alarms():
     assert q.passed  # not assessable is not a failure
 
 
-def test_midline_is_the_best_mirror_correlation():
+@pytest.mark.parametrize("spacing_mm", [2.0, 0.7])  # 0.7 mm: columns binned by 3 first
+def test_midline_is_the_best_mirror_correlation(spacing_mm):
     """The midline search gives the shift a direct Pearson correlation of every overlap picks."""
     from bmepipe.normalize.qc import _midline_x_mm
 
     rng = np.random.default_rng(6)
-    rows, cols = 40, 90
-    x = np.arange(cols)
-    prof = np.exp(-((x - 38.0) / 9) ** 2) + 0.8 * np.exp(-((x - 58.0) / 9) ** 2)  # two "hips" about 48
+    rows, cols = 40, 270
+    x = np.arange(cols) * spacing_mm
+    centre = 0.45 * cols * spacing_mm
+    prof = np.exp(-((x - centre + 20) / 18) ** 2) + 0.8 * np.exp(-((x - centre - 20) / 18) ** 2)  # two "hips"
     arr = (prof[None, None, :] * (1 + 0.1 * rng.random((3, rows, 1))) + 0.05 * rng.random((3, rows, cols)))
     img = sitk.GetImageFromArray(arr.astype(np.float32))
-    img.SetSpacing((2.0, 2.0, 5.0))
+    img.SetSpacing((spacing_mm, spacing_mm, 5.0))
     got = _midline_x_mm(img, arr)
+    step = max(1, int(round(2.0 / spacing_mm)))
     proj = arr.mean(axis=0)
-    best, best_i0 = -np.inf, None
-    for shift in range(-cols + 1, cols):
-        lo, hi = max(0, -shift), min(cols, cols - shift)
-        if hi - lo < 0.4 * cols:
+    proj = proj[:, : cols - cols % step].reshape(rows, -1, step).mean(axis=2)
+    n = proj.shape[1]
+    best, best_shift = -np.inf, None
+    for shift in range(-n + 1, n):
+        lo, hi = max(0, -shift), min(n, n - shift)
+        if hi - lo < 0.4 * n:
             continue
         r = np.corrcoef(proj[:, lo:hi].ravel(), proj[:, ::-1][:, lo + shift:hi + shift].ravel())[0, 1]
         if r > best:
-            best, best_i0 = r, (cols - 1 - shift) / 2
-    assert got == pytest.approx(best_i0 * 2.0)
-    assert abs(got - 48.0 * 2.0) < 2 * 2.0
+            best, best_shift = r, shift
+    expected_index = ((n - 1 - best_shift) / 2 + 0.5) * step - 0.5
+    assert got == pytest.approx(expected_index * spacing_mm)
+    assert abs(got - centre) < 2 * step * spacing_mm

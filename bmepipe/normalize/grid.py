@@ -30,7 +30,8 @@ from ..errors import ConfigError, InputError, NoOverlapError
 from ..io.types import Volume
 from .bias import body_mask
 
-__all__ = ["GridResult", "resample_to_reference", "resample_images", "overlap_fraction", "REGISTER_MODES"]
+__all__ = ["GridResult", "resample_to_reference", "resample_images", "overlap_fraction", "transform_points",
+           "REGISTER_MODES"]
 
 REGISTER_MODES = ("auto", "never", "always")
 #: Rigid correction (mm) above which ``register="auto"`` keeps the registration for a same-frame pair.
@@ -44,6 +45,7 @@ REGISTRATION_SPACING_MM = 2.0
 #: there when it finds less than this fraction of the motion threshold; otherwise the full registration
 #: decides.
 CHECK_FRACTION = 0.5
+COARSE_CHECK_FRACTION = CHECK_FRACTION  # its earlier name (when the check ran on ITK's coarse level)
 _LEVELS = ((4, 4.0), (2, 2.0))  # (shrink factor, smoothing sigma mm): ~8 and ~4 mm in-plane
 #: The motion check's one level: (in-plane bin factor on the :data:`REGISTRATION_SPACING_MM` grid, in-plane
 #: Gaussian sigma in mm). Its slices are not merged: ITK's pyramid shrinks every axis, and its coarse level
@@ -53,10 +55,9 @@ CHECK_LEVEL = (2, 2.0)
 #: Smallest optimizer step (mm, or radians scaled to mm at the field's edge): 0.01 gives the same residuals
 #: as 1e-4 to 0.01 mm on five 512 x 512 x 30 phantoms with 0-2 mm motion, in half the iterations.
 MIN_STEP = 0.01
-#: Mutual-information samples in the body per level at most (half the body's voxels otherwise). A
-#: fat-suppressed or T1-like fluid series has a body mask three times STIR's (subcutaneous fat), which
-#: tripled the check's time for no gain in accuracy; the caps are about what half of a STIR body of a
-#: 512 x 512 x 30 study gives (the levels shrink every axis, slices included).
+#: Mutual-information samples in the body per level of the full registration at most (half the body's voxels
+#: otherwise). A fat-suppressed or T1-like fluid series has a body mask three times STIR's (subcutaneous fat),
+#: which tripled the registration's time for no gain in accuracy.
 MAX_METRIC_SAMPLES = (2000, 16000)
 #: Mutual-information samples in the body for the motion check at most.
 CHECK_METRIC_SAMPLES = 2000

@@ -314,7 +314,7 @@ def _midline_x_mm(image: sitk.Image, array: np.ndarray) -> Optional[float]:
     # prof[:, i] ~ mirror[:, i + shift] (mirror = prof[:, ::-1]) <=> symmetric about i0 = (n - 1 - shift) / 2.
     # Pearson's r of the overlapping columns for every shift at once, from sums: the cross term pairs
     # columns i and j = n - 1 - shift - i, an anti-diagonal i + j of the columns' Gram matrix.
-    prof = prof.astype(float)
+    prof = prof.astype(float) - float(prof.mean())  # r ignores an offset; the sums below lose less precision
     ii, jj = np.indices((n, n))
     cross = np.bincount((ii + jj).ravel(), weights=(prof.T @ prof).ravel(), minlength=2 * n - 1)
     col, col_sq = prof.sum(axis=0), (prof * prof).sum(axis=0)
