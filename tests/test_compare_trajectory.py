@@ -89,3 +89,22 @@ def test_surface_deepening_on_a_known_dent():
     # a uniform 0.8 mm shift of the detected surface (contrast, not bone) is not a collapse
     shifted = np.array([tx.TransformPoint(tuple(p)) for p in c0 + (r0 - 0.8) * u])
     assert surface_deepening_mm(base, shifted, c0, r0, tx) == pytest.approx(0.0, abs=1e-6)
+
+
+def _side(pattern_now: str, line_then: float, line_now: float) -> dict:
+    pair = lambda a, b: {"then": a, "now": b}  # noqa: E731
+    return {"bme": {"volume_ml": pair(20.0, 20.5)}, "avn": {"collapse_mm": pair(0.0, 0.0),
+            "necrotic_extent_pct": pair(20.0, 20.0)}, "sif": {"line_length_mm": pair(line_then, line_now)},
+            "pattern": pair(pattern_now, pattern_now)}
+
+
+def test_a_grown_line_is_progression_under_sif_only():
+    """Under avn_like the line measure also reads the necrotic segment's border: listed, not counted."""
+    from bmepipe.compare import trajectory
+
+    assert trajectory(_side("sif_like", 0.0, 9.0))[0] == "progressing"
+    for pattern in ("avn_like", "toh_like"):
+        label, evidence = trajectory(_side(pattern, 0.0, 9.0))
+        assert label == "stable"
+        assert any(e["feature"] == "line_length_mm" and "not counted" in e["threshold"] for e in evidence)
+    assert trajectory(_side("sif_like", 7.0, 8.0))[0] == "stable"  # grew by less than line_increase_mm
