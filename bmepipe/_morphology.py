@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["fill_holes_per_slice", "square_opening", "square_closing"]
+__all__ = ["erode_square", "fill_holes_per_slice", "square_opening", "square_closing"]
 
 # 4-connected in-plane, nothing across slices: each slice is labelled on its own
 _IN_PLANE_CROSS = np.zeros((3, 3, 3), bool)
@@ -43,11 +43,24 @@ def _odd(width: int) -> int:
     return width
 
 
-def square_opening(mask: np.ndarray, width: int) -> np.ndarray:
-    """``ndimage.binary_opening`` by a ``width`` x ``width`` in-plane square (odd width; outside counts as 0)."""
+def erode_square(mask: np.ndarray, n: int = 1) -> np.ndarray:
+    """``ndimage.binary_erosion(mask, np.ones((1, 3, 3)), iterations=n)`` (outside the array counts as
+    background), as a square minimum filter of ``2 n + 1`` pixels: same result, one running-minimum pass
+    per axis whatever ``n``."""
+    width = 2 * n + 1
+    square = ndimage.minimum_filter(np.asarray(mask, bool).view(np.uint8), size=(1, width, width), mode="constant")
+    return square.view(bool)
+
+
+def square_opening(mask: np.ndarray, width: int, *, mode: str = "constant") -> np.ndarray:
+    """Opening by a ``width`` x ``width`` in-plane square (odd width).
+
+    ``mode="constant"``: outside counts as 0, ``ndimage.binary_opening``'s result; ``"reflect"``: the border
+    is mirrored, so a structure the field of view cuts is not eroded at the edge.
+    """
     size, u8 = (1, _odd(width), _odd(width)), np.asarray(mask, bool).view(np.uint8)
-    return ndimage.maximum_filter(ndimage.minimum_filter(u8, size=size, mode="constant", cval=0),
-                                  size=size, mode="constant", cval=0).astype(bool)
+    return ndimage.maximum_filter(ndimage.minimum_filter(u8, size=size, mode=mode, cval=0),
+                                  size=size, mode=mode, cval=0).astype(bool)
 
 
 def square_closing(mask: np.ndarray, width: int) -> np.ndarray:

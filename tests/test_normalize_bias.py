@@ -97,6 +97,10 @@ def test_shared_morphology_is_scipys():
             square = np.ones((1, width, width), bool)
             np.testing.assert_array_equal(square_opening(mask, width), ndimage.binary_opening(mask, square))
             np.testing.assert_array_equal(square_closing(mask, width), ndimage.binary_closing(mask, square))
+            # mirrored border: scipy's opening of the reflect-padded array, cropped
+            pad = ((0, 0), (width, width), (width, width))
+            mirrored = ndimage.binary_opening(np.pad(mask, pad, mode="symmetric"), square)[:, width:-width, width:-width]
+            np.testing.assert_array_equal(square_opening(mask, width, mode="reflect"), mirrored)
         rings = ndimage.binary_dilation(mask, iterations=2) & ~mask  # closed rings: holes to fill
         holed = rings | (rng.random(mask.shape) > 0.97)
         expected = np.stack([ndimage.binary_fill_holes(s) for s in holed])

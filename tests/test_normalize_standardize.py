@@ -95,7 +95,7 @@ def test_bad_input():
 
 
 def test_erode_square_is_the_iterated_3x3_erosion():
-    from bmepipe.normalize.standardize import erode_square
+    from bmepipe._morphology import erode_square
 
     rng = np.random.default_rng(12)
     for _ in range(20):

@@ -58,6 +58,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .._morphology import erode_square
 from .._threads import map_in_threads
 from ..errors import ConfigError, InputError
 from .bias import body_mask
@@ -198,15 +199,6 @@ def _brightest_major_mode(values: np.ndarray, min_mass: float = MAJOR_MODE_MASS)
 def _erode_in_plane(mask: np.ndarray, spacing_xyz, margin_mm: float) -> np.ndarray:
     n = max(1, int(round(margin_mm / min(spacing_xyz[0], spacing_xyz[1]))))
     return erode_square(mask, n)
-
-
-def erode_square(mask: np.ndarray, n: int = 1) -> np.ndarray:
-    """``ndimage.binary_erosion(mask, np.ones((1, 3, 3)), iterations=n)`` (outside the array counts as
-    background), as a square minimum filter of ``2 n + 1`` pixels: same result, one running-minimum pass
-    per axis whatever ``n``."""
-    width = 2 * n + 1
-    square = ndimage.minimum_filter(np.asarray(mask, bool).view(np.uint8), size=(1, width, width), mode="constant")
-    return square.view(bool)
 
 
 def find_reference_tissue(

@@ -16,8 +16,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice
-
+from .._morphology import fill_holes_per_slice, square_opening
 from .sphere import Grid, fibonacci_directions
 
 __all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes",
@@ -161,10 +160,8 @@ def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_d
     dom = (marrow & ~cut) | seed
     cross = ndimage.generate_binary_structure(2, 1)[None]
     # break thin bridges (partial-volume contacts with fat through thin cortex) before labelling
-    # (square opening by separable min / max filters: fast at 0.7 mm pixels)
     k_open = max(1, int(round(opening_mm / 2 / min(spacing_mm[:2]))))
-    size = (1, 2 * k_open + 1, 2 * k_open + 1)
-    dom = ndimage.maximum_filter(ndimage.minimum_filter(dom.view(np.uint8), size=size), size=size).astype(bool) | seed
+    dom = square_opening(dom, 2 * k_open + 1, mode="reflect") | seed
     nz = dom.shape[0]
     labels = [ndimage.label(dom[k], structure=cross[0])[0] for k in range(nz)]
     acc = np.zeros(dom.shape, bool)

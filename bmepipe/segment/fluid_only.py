@@ -32,8 +32,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice
-
+from .._morphology import fill_holes_per_slice, square_opening
 from . import hips as _hips
 from .sphere import Grid
 from .types import SideSegmentation
@@ -92,12 +91,6 @@ FLUID_RADIUS_OFFSET_MM = 0.35
 def _mode(values: np.ndarray, lo: float, hi: float, step: float = 0.01) -> float:
     hist, edges = np.histogram(values, bins=np.arange(lo, hi + step / 2, step))
     return float(edges[np.argmax(hist)] + step / 2)
-
-
-def _open(mask: np.ndarray, k: int) -> np.ndarray:
-    """In-plane opening by a (2k+1)-pixel square (separable min / max filters: fast)."""
-    size = (1, 2 * k + 1, 2 * k + 1)
-    return ndimage.maximum_filter(ndimage.minimum_filter(mask.view(np.uint8), size=size), size=size).astype(bool)
 
 
 def _neck_prior(side: str) -> np.ndarray:
@@ -161,11 +154,11 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     grad /= min(sub.spacing[:2])  # in-plane only: thick slices
     plateau = grad < PLATEAU_GRAD
     muscle = (Fs > MUSCLE_RANGE[0]) & (Fs < MUSCLE_RANGE[1])
-    muscle = _open(muscle, MUSCLE_OPENING_PX)
+    muscle = square_opening(muscle, 2 * MUSCLE_OPENING_PX + 1, mode="reflect")
     marrow = ~dark & ~line & ~muscle & (Fs < fluid_min) & (plateau | (Fs >= MUSCLE_RANGE[0]))
     # muscle-like patches enclosed by marrow (marrow as bright as muscle, the fading edge of edema);
     # the opening first cuts the one- or two-pixel partial-volume rims around muscles
-    marrow |= fill_holes_per_slice(_open(marrow, 1)) & ~dark & ~line
+    marrow |= fill_holes_per_slice(square_opening(marrow, 3, mode="reflect")) & ~dark & ~line
     marrow |= rr < r - HEAD_BALL_MARGIN_MM
     # around the head, bone continues only in the neck cone: the acetabulum stays apart
     outside_cone = cosang < math.cos(math.radians(NECK_CONE_DEG))
