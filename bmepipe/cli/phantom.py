@@ -33,12 +33,15 @@ def register(subparsers) -> None:
         "localizer) with a pattern per hip and write OUT/dicom/... and OUT/truth/... (truth.json, NIfTI masks).",
     )
     p.add_argument("out", metavar="OUT", help="output study folder (created atomically)")
-    p.add_argument("--right", choices=PATTERN_CHOICES, default="normal", help="pattern of the right hip (default normal)")
+    p.add_argument("--right", choices=PATTERN_CHOICES, default="normal",
+                   help="pattern of the right hip (default normal)")
     p.add_argument("--left", choices=PATTERN_CHOICES, default="normal", help="pattern of the left hip (default normal)")
     p.add_argument("--seed", type=int, default=0, help="seed of anatomy, severity, tissues, bias and noise (default 0)")
     p.add_argument("--field", type=float, choices=(1.5, 3.0), default=1.5, help="field strength in T (default 1.5)")
-    p.add_argument("--vendor", choices=("siemens", "ge", "philips"), default="siemens", help="header flavour")
-    p.add_argument("--fluid", choices=("stir", "pd_fs", "t2_fs"), default="stir", help="fluid-sensitive series kind")
+    p.add_argument("--vendor", choices=("siemens", "ge", "philips"), default="siemens",
+                   help="header flavour (default siemens)")
+    p.add_argument("--fluid", choices=("stir", "pd_fs", "t2_fs"), default="stir",
+                   help="fluid-sensitive series kind (default stir)")
     p.add_argument("--fov", type=float, default=380.0, help="field of view in mm (default 380)")
     p.add_argument("--matrix", type=int, default=512, help="reconstructed matrix (default 512)")
     p.add_argument("--acquired-matrix", type=_matrix_pair, default=(256, 256), metavar="ROWSxCOLS",
@@ -46,11 +49,16 @@ def register(subparsers) -> None:
     p.add_argument("--slices", type=int, default=30, help="number of coronal slices (default 30)")
     p.add_argument("--thickness", type=float, default=4.0, help="slice thickness in mm (default 4)")
     p.add_argument("--gap", type=float, default=0.4, help="slice gap in mm (default 0.4)")
-    p.add_argument("--obliquity", type=float, default=0.0, help="rotation of the coronal stack about S-I, degrees")
-    p.add_argument("--snr", type=float, default=20.0, help="SNR of the fluid-sensitive series (gluteal muscle / sigma)")
-    p.add_argument("--bias", type=float, default=0.3, help="coil bias peak-to-peak amplitude over the FOV (default 0.3)")
-    p.add_argument("--fat-sat-efficiency", type=float, default=0.95, help="fat-saturation efficiency at the isocentre")
-    p.add_argument("--fat-sat-falloff", type=float, default=0.0, help="fraction of fat-sat efficiency lost at the FOV edge")
+    p.add_argument("--obliquity", type=float, default=0.0,
+                   help="rotation of the coronal stack about S-I, degrees (default 0)")
+    p.add_argument("--snr", type=float, default=20.0,
+                   help="SNR of the fluid-sensitive series (gluteal muscle / sigma; default 20)")
+    p.add_argument("--bias", type=float, default=0.3,
+                   help="coil bias peak-to-peak amplitude over the FOV (default 0.3)")
+    p.add_argument("--fat-sat-efficiency", type=float, default=0.95,
+                   help="fat-saturation efficiency at the isocentre (default 0.95)")
+    p.add_argument("--fat-sat-falloff", type=float, default=0.0,
+                   help="fraction of fat-sat efficiency lost at the FOV edge (default 0)")
     p.add_argument("--no-t1", action="store_true", help="omit the coronal T1 series")
     p.add_argument("--axial", action="store_true", help="add an axial fluid-sensitive series")
     p.add_argument("--localizer", action="store_true", help="add a 3-plane localizer series")
@@ -63,7 +71,8 @@ def register(subparsers) -> None:
     f.add_argument("--followup-shift", type=_shift, default=(0.0, 0.0, 0.0), metavar="X,Y,Z",
                    help="patient translation in mm, LPS, each at most 20 (default 0,0,0)")
     f.add_argument("--followup-rotation", type=float, default=0.0,
-                   help="change of stack obliquity about S-I in degrees, at most 10 (default 0)")
+                   help="patient rotation about S-I through the stack centre, degrees, at most 10 (default 0; "
+                   "the stack stays as in the baseline; not with --axial or --localizer)")
     f.add_argument("--followup-noise-seed", type=int, default=1, help="seed of the follow-up noise (default 1)")
     f.add_argument("--toh-factor", type=float, default=0.3,
                    help="TOH hips: peak edema fraction multiplied by this (default 0.3; 0 = resolved)")

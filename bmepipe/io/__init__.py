@@ -1,7 +1,7 @@
 """DICOM input: study discovery, series grouping, geometry, sequence recognition, series selection.
 
 >>> import bmepipe.io as bio
->>> study = bio.load_study("sample_data/toh_right")   # doctest: +SKIP
+>>> study = bio.load_study("sample_data/case02_toh_right")   # doctest: +SKIP
 >>> sel = bio.select_series(study)                    # doctest: +SKIP
 >>> sel.fluid_sensitive.image.GetSpacing()           # doctest: +SKIP
 """

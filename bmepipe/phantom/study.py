@@ -612,8 +612,8 @@ def make_suite(n_cases: int, seed: int = 0, *, small: bool = False) -> list[Phan
     """A balanced set of study specs: every pattern on each side, varied acquisitions.
 
     Case ``i`` gets right pattern ``PATTERNS[i % 4]`` and left pattern
-    ``PATTERNS[(i + 1 + i // 4) % 4]``, so any 4 consecutive cases show every pattern
-    on each side; SNR (8-40), bias (0-0.5), field strength, vendor, fluid kind,
+    ``PATTERNS[(i + 1 + i // 4) % 4]``, so each block of 4 cases (0-3, 4-7, ...) shows every
+    pattern on each side; SNR (8-40), bias (0-0.5), field strength, vendor, fluid kind,
     resolution and obliquity (0-10 degrees) are drawn per case.
 
     Parameters
