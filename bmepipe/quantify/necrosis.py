@@ -11,7 +11,10 @@ than ``band_min_depth_mm`` below the surface (AVN bands are deep,
 SIF bands shallow: depth-of-band study, clinical.md section 3). The reactive
 interface is a smooth cap, so a sphere is fitted robustly to the dip points; the
 segment is the femoral head inside it (its reactive border included, as in
-regions.md). Then:
+regions.md). Which side of the band the segment lies on is read from the
+double-line sign: the high-signal inner rim is on the segment side. A large segment
+can contain the head centre; its band then faces inwards (rays from the centre leave
+the segment at the band) and surrounds the centre. Then:
 
 * necrotic extent = segment volume / femoral head volume x 100, ARCO groups
   A < 15 %, B 15-30 %, C > 30 % (ARCO table, clinical.md section 4);
@@ -43,6 +46,12 @@ KERBOUL_GRADES = (200.0, 250.0, 300.0)
 #: Half-width (mm) of the window around a T1 dip in which the fluid-sensitive signal must fall below the
 #: edema level for the dip to be a band: the band is 1.6-2.8 mm wide [approx] and blurred by the pixel.
 BAND_FLUID_WINDOW_MM = 2.0
+#: Width (mm) on either side of a band point over which the fluid-sensitive maxima are compared to tell the side of
+#: the bright inner rim (double-line sign) from the other: rim 1.2-2 mm [approx] next to a 1.6-2.8 mm band.
+RIM_WINDOW_MM = 3.0
+#: A segment containing the head centre is surrounded by its band: the mean of its band rays' unit directions must be
+#: shorter than this (a band on one side only, with the rest of the head "inside", is an edema front or sparing edge).
+SURROUND_MAX = 0.7
 #: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
 ARCO_EXTENT = (15.0, 30.0)
 
@@ -68,8 +77,29 @@ def _faces_out(points: np.ndarray, c: np.ndarray) -> bool:
     return float(np.median(((c[None, :] - points) * q).sum(axis=1))) > 0.0
 
 
-def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, radius_range, n_iter: int = 300):
-    """Outward-facing sphere (:func:`_faces_out`) with the most points within ``tol_mm``, radius in ``radius_range``."""
+def _faces_in(points: np.ndarray, c: np.ndarray, r: float, surface_mm: float) -> bool:
+    """True for a ball containing the head centre whose border the band rays leave, out to an articular surface outside it.
+
+    A segment large enough to contain the head centre: rays from the centre start in the segment and cross
+    the band outwards into normal marrow, so the ball centre lies inwards of the band points along their
+    rays and the articular surface beyond them (radius ``surface_mm``) lies outside the ball.
+    """
+    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
+    if float(np.median(((c[None, :] - points) * q).sum(axis=1))) >= 0.0 or float(np.linalg.norm(c)) >= r:
+        return False
+    return float(np.median(np.linalg.norm(surface_mm * q - c[None, :], axis=1))) > r
+
+
+def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, radius_range, n_iter: int = 300,
+                   inward_surface_mm: Optional[float] = None):
+    """Outward-facing sphere (:func:`_faces_out`) with the most points within ``tol_mm``, radius in ``radius_range``.
+
+    With ``inward_surface_mm`` (the articular surface radius plus the border), an inward-facing one
+    (:func:`_faces_in`) instead.
+    """
+    def faces(pts, c, r):
+        return _faces_out(pts, c) if inward_surface_mm is None else _faces_in(pts, c, r, inward_surface_mm)
+
     best = None
     n = len(points)
     for _ in range(n_iter):
@@ -78,7 +108,7 @@ def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, 
             c, r = fit_sphere(points[idx])
         except np.linalg.LinAlgError:
             continue
-        if not radius_range[0] <= r <= radius_range[1] or not _faces_out(points[idx], c):
+        if not radius_range[0] <= r <= radius_range[1] or not faces(points[idx], c, r):
             continue  # e.g. a tiny sphere around dips clustered near the head centre
         inl = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
         if best is None or inl.sum() > best.sum():
@@ -88,7 +118,7 @@ def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, 
     c, r = c_best, r_best
     for _ in range(3):  # refine on the inliers, keeping the constraints (a refit may slide to a tiny sphere)
         c_new, r_new = fit_sphere(points[best])
-        if not radius_range[0] <= r_new <= radius_range[1] or not _faces_out(points[best], c_new):
+        if not radius_range[0] <= r_new <= radius_range[1] or not faces(points[best], c_new, r_new):
             break
         c, r = c_new, r_new
         best = np.abs(np.linalg.norm(points - c, axis=1) - r) < tol_mm
@@ -246,8 +276,32 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     q = np.column_stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)])
     r_band = frame.r_mm[k[deep]]
     pts = q * r_band[:, None]
-    fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R))
-    if fit is None:
+    # the segment's side of each band point: the double-line sign's high-signal inner rim (fluid-sensitive
+    # image) lies on the segment side of the dark band; a sharp T1 step drops into a dark centre lying outwards
+    wr = max(1, int(round(RIM_WINDOW_MM / (frame.r_mm[1] - frame.r_mm[0]))))
+    fl = np.where(head_rays >= 0.5, fluid_rays, -np.inf)
+    r_idx = np.arange(n_r)[None, None, :]
+    k3 = k[..., None]
+    f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
+    f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
+    rim_out = np.where((ks >= 0) & (k == ks), np.inf, f_out - f_in)[deep]
+    rim_out = np.where(np.isfinite(rim_out), rim_out, np.where(rim_out > 0, 1e3, 0.0))
+    # fit both orientations (segment outwards of the band, or containing the head centre) and keep the one
+    # its own band points' rims support; none when the rims contradict it
+    fits = []
+    for inward in (False, True):
+        fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R),
+                             inward_surface_mm=R + params.necrosis_border_mm if inward else None)
+        if fit is None:
+            continue
+        if inward and float(np.linalg.norm(q[fit[2]].mean(axis=0))) >= SURROUND_MAX:
+            continue  # a one-sided band: not a border around the head centre
+        support = float(np.median(rim_out[fit[2]]))
+        fits.append((-support if inward else support, inward, fit))
+    if not fits:
+        return None
+    support, inward, fit = max(fits, key=lambda f: f[0])
+    if support < 0:
         return None
     c, rho, inl = fit
     area = float(frame.solid_angle_deg2()[deep][inl].sum())
@@ -259,7 +313,8 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     on_surface = np.linalg.norm(R * q_all - c, axis=-1) < rho + params.necrosis_border_mm
     if float(frame.solid_angle_deg2()[on_surface].sum()) < params.necrosis_min_area_deg2:
         return None
-    # double line: bright rim just outside the dark band (towards the segment) on the fluid image
+    # double line: bright rim next to the dark band on the segment's side on the fluid image (outside the
+    # band on the ray, or inside it for a segment containing the head centre: then read the ray reversed)
     f = fluid_rays[deep][inl]
     kk = k[deep][inl]
     step = frame.r_mm[1] - frame.r_mm[0]
@@ -267,11 +322,11 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     contrast = []
     for fr, ki in zip(f, kk):
         lo, hi = max(ki - w, 0), min(ki + w + 1, n_r)
-        seg = fr[lo:hi]
+        seg = fr[lo:hi][::-1] if inward else fr[lo:hi]
         contrast.append(seg[int(np.argmax(seg)):].max() - seg[:int(np.argmax(seg)) + 1].min())
     return {
         "center_local": c, "radius_mm": rho + params.necrosis_border_mm, "band_points": pts[inl],
         "band_depth_mm": float(np.median(R - r_band[inl])),
         "double_line_contrast": float(np.median(contrast)) if contrast else None,
-        "band_area_deg2": area,
+        "band_area_deg2": area, "contains_head_centre": bool(inward),
     }

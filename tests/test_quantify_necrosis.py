@@ -1,0 +1,45 @@
+"""Necrotic segments large enough to contain the head centre (bmepipe.quantify.necrosis).
+
+Such a segment's band faces inwards: rays from the head centre start inside the segment and
+leave it at the band. Truth: the phantom's necrosis mask and its extent; seeds 8801-8802 are
+used nowhere else (not in tuning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from bmepipe.phantom import AcquisitionSpec, PhantomSpec, generate_study
+from bmepipe.quantify import quantify_hips
+from bmepipe.quantify._truth import normalized_from_study, segmentation_from_truth
+
+pytestmark = pytest.mark.slow  # two 256-matrix phantom studies
+
+ACQ = dict(matrix=256, acquired_matrix=(224, 192), slices=24, slice_thickness_mm=3.5, snr=25.0)
+
+
+def _study(seed: int, content: str, extent_pct: float):
+    spec = PhantomSpec.random(seed, left="avn", acquisition=AcquisitionSpec(**ACQ))
+    hip = dataclasses.replace(spec.left, necrosis_extent_pct=extent_pct, necrosis_content=content, collapse_mm=0.0)
+    return generate_study(dataclasses.replace(spec, left=hip))
+
+
+@pytest.mark.parametrize("seed, content", [(8801, "fat"), (8802, "fluid")])
+def test_segment_containing_the_head_centre(seed, content):
+    study = _study(seed, content, 45.0)
+    truth = study.truth["sides"]["left"]
+    norm = normalized_from_study(study)
+    seg = segmentation_from_truth(study)
+    # the truth segment contains the head centre: the case this test is about
+    centre = np.rint(seg.lps_to_index(np.asarray([truth["head_center_lps_mm"]]))[0]).astype(int)
+    assert study.labels["left_necrosis"][tuple(centre)]
+    m = quantify_hips(norm, seg).sides["left"]
+    assert m.avn.present
+    assert m.details["necrotic_fit"]["contains_head_centre"] is True
+    # the phantom renders the inner high-signal rim (double line) on the segment's side, here towards the centre
+    assert m.avn.double_line is True
+    assert abs(m.avn.necrotic_extent_pct - truth["necrosis"]["extent_pct"]) <= 5.0, (
+        m.avn.necrotic_extent_pct, truth["necrosis"]["extent_pct"])
