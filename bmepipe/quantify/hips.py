@@ -136,11 +136,17 @@ def _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml
         fluid_rays = frame.sample(fluid, segmentation)
         head_rays = frame.sample(head.astype(np.float32), segmentation)
         t1_rays = None if t1 is None else frame.sample(t1, segmentation)
+        zyx = np.argwhere(head)
+        loc = _voxel_local(zyx, segmentation, frame.center, frame.axes)
+
+        def resample(f):
+            return (None if t1 is None else f.sample(t1, segmentation), f.sample(fluid, segmentation),
+                    f.sample(head.astype(np.float32), segmentation))
+
         seg_fit = find_necrotic_segment(frame, t1_rays, fluid_rays, head_rays, t_n, params,
-                                        edema_level=f_n + params.bme_edema_fraction * (f_ed - f_n))
+                                        edema_level=f_n + params.bme_edema_fraction * (f_ed - f_n),
+                                        resample=resample, head_local=loc)
         if seg_fit is not None:
-            zyx = np.argwhere(head)
-            loc = _voxel_local(zyx, segmentation, frame.center, frame.axes)
             inside = np.linalg.norm(loc - seg_fit["center_local"], axis=1) < seg_fit["radius_mm"]
             necrosis[tuple(zyx[inside].T)] = True
         if t1 is not None:

@@ -14,7 +14,10 @@ segment is the femoral head inside it (its reactive border included, as in
 regions.md). Which side of the band the segment lies on is read from the
 double-line sign: the high-signal inner rim is on the segment side. A large segment
 can contain the head centre; its band then faces inwards (rays from the centre leave
-the segment at the band) and surrounds the centre. Then:
+the segment at the band) and surrounds the centre. Where the band passes near the head
+centre, rays from the centre run along it and see only a shallow patch; the band is then
+found once more on rays from inside the first fit's segment, which cross it head-on, and
+the sphere refitted. Then:
 
 * necrotic extent = segment volume / femoral head volume x 100, ARCO groups
   A < 15 %, B 15-30 %, C > 30 % (ARCO table, clinical.md section 4);
@@ -30,7 +33,7 @@ the segment at the band) and surrounds the centre. Then:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from scipy import ndimage
@@ -52,6 +55,17 @@ RIM_WINDOW_MM = 3.0
 #: A segment containing the head centre is surrounded by its band: the mean of its band rays' unit directions must be
 #: shorter than this (a band on one side only, with the rest of the head "inside", is an edema front or sparing edge).
 SURROUND_MAX = 0.7
+#: Half-width (mm) of the window over which a sharp T1 step must drop; when no segment is found, once more with
+#: ``STEP_HALF_WIDE_MM``: at coarse resolution (or with edema lowering T1 around it) the step of a dark centre is
+#: spread over more than 4 mm.
+STEP_HALF_MM = 2.0
+STEP_HALF_WIDE_MM = 3.0
+#: Rays from a point inside the segment (the refit) start this far (mm) from it: near the start every ray
+#: crosses the same few voxels.
+REFIT_MIN_R_MM = 2.5
+#: The refit is for a band found as T1 dips: a first fit resting mostly (more than this fraction) on T1 steps of a
+#: dark centre keeps it (seen from inside, the T1 rise out of the dark centre into edematous marrow is gradual).
+REFIT_MAX_STEP_FRACTION = 0.5
 #: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
 ARCO_EXTENT = (15.0, 30.0)
 
@@ -78,7 +92,8 @@ def _faces_out(points: np.ndarray, c: np.ndarray) -> bool:
 
 
 def _faces_in(points: np.ndarray, c: np.ndarray, r: float, surface_mm: float) -> bool:
-    """True for a ball containing the head centre whose border the band rays leave, out to an articular surface outside it.
+    """True for a ball containing the head centre whose border the band rays leave, with the articular surface
+    outside it.
 
     A segment large enough to contain the head centre: rays from the centre start in the segment and cross
     the band outwards into normal marrow, so the ball centre lies inwards of the band points along their
@@ -90,16 +105,10 @@ def _faces_in(points: np.ndarray, c: np.ndarray, r: float, surface_mm: float) ->
     return float(np.median(np.linalg.norm(surface_mm * q - c[None, :], axis=1))) > r
 
 
-def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, radius_range, n_iter: int = 300,
-                   inward_surface_mm: Optional[float] = None):
-    """Outward-facing sphere (:func:`_faces_out`) with the most points within ``tol_mm``, radius in ``radius_range``.
-
-    With ``inward_surface_mm`` (the articular surface radius plus the border), an inward-facing one
-    (:func:`_faces_in`) instead.
-    """
-    def faces(pts, c, r):
-        return _faces_out(pts, c) if inward_surface_mm is None else _faces_in(pts, c, r, inward_surface_mm)
-
+def _ransac_sphere(points: np.ndarray, tol_mm: float, rng: np.random.Generator, radius_range,
+                   faces: Callable[[np.ndarray, np.ndarray, float], bool], n_iter: int = 300):
+    """Sphere with the most points within ``tol_mm``, radius in ``radius_range``, oriented as ``faces(points, c, r)``
+    requires (:func:`_faces_out`, :func:`_faces_in`, :func:`_contains_start`)."""
     best = None
     n = len(points)
     for _ in range(n_iter):
@@ -233,8 +242,32 @@ def acetabular_edge_deg(frame: HeadFrame, acetabulum_rays: Optional[np.ndarray],
 
 def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np.ndarray,
                           head_rays: np.ndarray, t1_normal: Optional[float], params: QuantifyParams,
-                          seed: int = 0, edema_level: Optional[float] = None) -> Optional[dict]:
+                          seed: int = 0, edema_level: Optional[float] = None,
+                          resample: Optional[Callable[[HeadFrame], tuple]] = None,
+                          head_local: Optional[np.ndarray] = None) -> Optional[dict]:
     """Fit the necrotic segment's border on the rays; None when no band is found.
+
+    A band running near the head centre is met at a grazing angle by the rays from the centre, which find
+    it only in a patch; a sphere through a shallow patch is poorly determined (a flat cap fits a 20 mm or a
+    50 mm ball alike). With ``resample`` (a function returning the ``(t1, fluid, head)`` samples along the
+    rays of another :class:`HeadFrame`) and ``head_local`` (head voxel positions in the frame's local axes,
+    mm), the band is detected once more on rays from the centroid of the first fit's segment, which cross
+    its border head-on all round, and the sphere is refitted on them (:func:`_refit_from_inside`).
+    """
+    fit = _fit_segment(frame, t1_rays, fluid_rays, head_rays, t1_normal, params, seed, edema_level, STEP_HALF_MM)
+    if fit is None and t1_rays is not None:
+        fit = _fit_segment(frame, t1_rays, fluid_rays, head_rays, t1_normal, params, seed, edema_level,
+                           STEP_HALF_WIDE_MM)
+    if fit is not None and resample is not None and head_local is not None:
+        fit = _refit_from_inside(frame, fit, head_local, resample, t1_normal, params, seed, edema_level)
+    return fit
+
+
+def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np.ndarray,
+                 head_rays: np.ndarray, t1_normal: Optional[float], params: QuantifyParams,
+                 seed: int = 0, edema_level: Optional[float] = None,
+                 step_half_mm: float = STEP_HALF_MM) -> Optional[dict]:
+    """The fit of :func:`find_necrotic_segment` on the rays from the head centre, T1 steps over ``2 step_half_mm``.
 
     ``edema_level`` (standardized fluid-sensitive signal of marrow at the BME threshold): a T1
     dip counts as the band only where the fluid-sensitive signal within ``BAND_FLUID_WINDOW_MM``
@@ -249,7 +282,9 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
         ``center_local`` (fitted ball centre relative to the head centre, in the
         frame's (u, a, w) axes, mm), ``radius_mm``, ``band_points`` (N, 3) local,
         ``band_depth_mm`` (median depth of the band below the sphere),
-        ``double_line_contrast`` (median fluid-sensitive rim-minus-band contrast).
+        ``double_line_contrast`` (median fluid-sensitive rim-minus-band contrast),
+        ``band_area_deg2``, ``contains_head_centre``, ``step_fraction`` (share of the band points that are
+        T1 steps), ``refit`` (True when refitted from inside the segment).
     """
     if t1_rays is None or t1_normal is None or not np.isfinite(t1_normal):
         return None
@@ -265,7 +300,7 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
         f_low = ndimage.minimum_filter1d(np.where(head_rays >= 0.5, fluid_rays, np.inf), 2 * w + 1, axis=2)
         at_dip = np.take_along_axis(f_low, np.maximum(k, 0)[..., None], axis=2)[..., 0]
         k = np.where(at_dip < edema_level, k, -1)
-    half = max(1, int(round(2.0 / (frame.r_mm[1] - frame.r_mm[0]))))
+    half = max(1, int(round(step_half_mm / (frame.r_mm[1] - frame.r_mm[0]))))
     ks = _steps(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, half, params).reshape(n_th, n_ph)
     k = np.where(k >= 0, k, ks)
     deep = (k >= 0) & (depth[np.maximum(k, 0)] >= params.band_min_depth_mm)
@@ -290,8 +325,10 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     # its own band points' rims support; none when the rims contradict it
     fits = []
     for inward in (False, True):
+        faces = ((lambda p, c, r: _faces_in(p, c, r, R + params.necrosis_border_mm)) if inward
+                 else (lambda p, c, r: _faces_out(p, c)))
         fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R),
-                             inward_surface_mm=R + params.necrosis_border_mm if inward else None)
+                             faces=faces)
         if fit is None:
             continue
         if inward and float(np.linalg.norm(q[fit[2]].mean(axis=0))) >= SURROUND_MAX:
@@ -329,4 +366,69 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
         "band_depth_mm": float(np.median(R - r_band[inl])),
         "double_line_contrast": float(np.median(contrast)) if contrast else None,
         "band_area_deg2": area, "contains_head_centre": bool(inward),
+        "step_fraction": float(((ks >= 0) & (k == ks))[deep][inl].mean()), "refit": False,
     }
+
+
+def _contains_start(points: np.ndarray, c: np.ndarray, r: float) -> bool:
+    """True for a ball containing the rays' start (the origin) whose border the band rays leave outwards."""
+    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
+    return float(np.linalg.norm(c)) < r and float(np.median(((c[None, :] - points) * q).sum(axis=1))) < 0.0
+
+
+def _refit_from_inside(frame: HeadFrame, fit: dict, head_local: np.ndarray, resample, t1_normal: float,
+                       params: QuantifyParams, seed: int, edema_level: Optional[float]) -> dict:
+    """Refit the segment's sphere on band points found along rays from the centroid of the first fit's segment.
+
+    From a point inside the segment every ray leaves it through its border, so the band is crossed about
+    head-on all round (instead of along its length where it passes near the head centre). The band is a T1 dip
+    (:func:`_dips`, the fluid-sensitive check as on the head rays) more than ``band_min_depth_mm`` below the
+    head sphere, with the double-line sign's bright rim on the start's side (the segment side); the ball must
+    contain the start. The first fit is kept when it rests mostly on T1 steps (``REFIT_MAX_STEP_FRACTION``)
+    or the refit finds too little band (fewer than 8 points or less than ``necrosis_min_area_deg2``).
+    """
+    R = frame.radius_mm
+    inside = np.linalg.norm(head_local - fit["center_local"], axis=1) < fit["radius_mm"]
+    if inside.sum() < 20 or fit["step_fraction"] > REFIT_MAX_STEP_FRACTION:
+        return fit
+    p0 = head_local[inside].mean(axis=0)
+    step = float(frame.r_mm[1] - frame.r_mm[0])
+    nf = HeadFrame(frame.center + p0 @ frame.axes, R, frame.axes, np.arange(0.0, 180.0 + 1e-9, 3.0),
+                   np.arange(0.0, 360.0, 3.0), np.arange(0.0, R + float(np.linalg.norm(p0)) + step, step))
+    t1_r, fl_r, hd_r = resample(nf)
+    if t1_r is None:
+        return fit
+    n_th, n_ph, n_r = t1_r.shape
+    th, ph = np.meshgrid(np.radians(nf.theta_deg), np.radians(nf.phi_deg), indexing="ij")
+    q = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
+    depth = R - np.linalg.norm(p0 + q[:, :, None, :] * nf.r_mm[None, None, :, None], axis=-1)
+    t1 = ndimage.gaussian_filter1d(t1_r, 1.0 / step, axis=2)
+    valid = (hd_r >= 0.5) & (depth >= 2.0) & (nf.r_mm >= REFIT_MIN_R_MM)[None, None, :]
+    k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
+    if edema_level is not None and np.isfinite(edema_level):
+        w = max(1, int(round(BAND_FLUID_WINDOW_MM / step)))
+        f_low = ndimage.minimum_filter1d(np.where(hd_r >= 0.5, fl_r, np.inf), 2 * w + 1, axis=2)
+        at_dip = np.take_along_axis(f_low, np.maximum(k, 0)[..., None], axis=2)[..., 0]
+        k = np.where(at_dip < edema_level, k, -1)
+    d_k = np.take_along_axis(depth, np.maximum(k, 0)[..., None], axis=2)[..., 0]
+    wr = max(1, int(round(RIM_WINDOW_MM / step)))
+    fl = np.where(hd_r >= 0.5, fl_r, -np.inf)
+    r_idx = np.arange(n_r)[None, None, :]
+    k3 = k[..., None]
+    f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
+    f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
+    good = (k >= 0) & (d_k >= params.band_min_depth_mm) & (f_in > f_out)
+    if good.sum() < 8:
+        return fit
+    pts = q[good] * nf.r_mm[k[good]][:, None]
+    refit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R),
+                           faces=_contains_start)
+    if refit is None:
+        return fit
+    c, r, best = refit
+    if float(nf.solid_angle_deg2()[good][best].sum()) < params.necrosis_min_area_deg2:
+        return fit
+    out = dict(fit)
+    out.update(center_local=c + p0, radius_mm=r + params.necrosis_border_mm, band_points=pts[best] + p0,
+               contains_head_centre=bool(np.linalg.norm(c + p0) < r), refit=True)
+    return out
