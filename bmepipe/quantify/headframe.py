@@ -56,10 +56,17 @@ class HeadFrame:
 
         Returns an array (n_theta, n_phi, n_r); samples outside the volume get ``cval``.
         """
-        pts = self.points()
-        idx = segmentation.lps_to_index(pts.reshape(-1, 3)).T
-        vals = ndimage.map_coordinates(np.asarray(volume, np.float32), idx, order=order, mode="constant", cval=cval)
-        return vals.reshape(pts.shape[:-1])
+        return self.sample_many([volume], segmentation, order=order, cval=cval)[0]
+
+    def sample_many(self, volumes, segmentation, order: int = 1, cval: float = 0.0) -> list:
+        """:meth:`sample` of each volume (``None`` gives ``None``); the ray points are mapped to array
+        indices once for all of them."""
+        shape = (len(self.theta_deg), len(self.phi_deg), len(self.r_mm))
+        idx = segmentation.lps_to_index(self.points().reshape(-1, 3)).T
+        return [None if v is None else
+                ndimage.map_coordinates(np.asarray(v, np.float32), idx, order=order, mode="constant",
+                                        cval=cval).reshape(shape)
+                for v in volumes]
 
     def solid_angle_deg2(self) -> np.ndarray:
         """Solid angle (square degrees) of each (theta, phi) cell, shape (n_theta, n_phi)."""

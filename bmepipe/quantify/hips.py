@@ -133,15 +133,13 @@ def _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml
     seg_fit = None
     avn = AvnResult(collapse_mm=collapse_depth_mm(side_seg, params.weight_bearing_half_angle_deg))
     if frame is not None:
-        fluid_rays = frame.sample(fluid, segmentation)
-        head_rays = frame.sample(head.astype(np.float32), segmentation)
-        t1_rays = None if t1 is None else frame.sample(t1, segmentation)
+        head_f = head.astype(np.float32)
+        fluid_rays, head_rays, t1_rays = frame.sample_many([fluid, head_f, t1], segmentation)
         zyx = np.argwhere(head)
         loc = _voxel_local(zyx, segmentation, frame.center, frame.axes)
 
         def resample(f):
-            return (None if t1 is None else f.sample(t1, segmentation), f.sample(fluid, segmentation),
-                    f.sample(head.astype(np.float32), segmentation))
+            return tuple(f.sample_many([t1, fluid, head_f], segmentation))
 
         seg_fit = find_necrotic_segment(frame, t1_rays, fluid_rays, head_rays, t_n, params,
                                         edema_level=f_n + params.bme_edema_fraction * (f_ed - f_n),
