@@ -66,6 +66,20 @@ REFIT_MIN_R_MM = 2.5
 #: The refit is for a band found as T1 dips: a first fit resting mostly (more than this fraction) on T1 steps of a
 #: dark centre keeps it (seen from inside, the T1 rise out of the dark centre into edematous marrow is gradual).
 REFIT_MAX_STEP_FRACTION = 0.5
+#: A band passing through the head centre is crossed by no ray from the centre (they start in it): when no segment is
+#: found, the band is looked for once more on rays from points this fraction of the head radius off the centre, along
+#: each of the frame's six half-axes (the segment side is the one whose rays find the band with its bright rim on the
+#: start's side, :func:`_fit_from_point`).
+OFF_CENTRE_FRACTION = 0.4
+#: ... and the fitted band must pass within this fraction of the head radius of the centre (the rays from the centre
+#: look for dips from ``band_min_radius_fraction`` x R on and need brighter T1 inwards of the dip, over a pixel and
+#: the smoothing: a band further out is seen from the centre, and a fit from off the centre passing far from it is
+#: something else, e.g. the shallow band of a fracture).
+NEAR_CENTRE_FRACTION = 0.15
+#: Angular step (degrees) of the rays from the six points off the centre: a coarse search (a quarter of the rays of
+#: the 3-degree grid), since it runs on every hip whose centre rays start T1-dark (edema too), and the band it finds
+#: is then refitted from inside the segment on the 3-degree grid.
+OFF_CENTRE_STEP_DEG = 6.0
 #: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
 ARCO_EXTENT = (15.0, 30.0)
 
@@ -258,6 +272,9 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     if fit is None and t1_rays is not None:
         fit = _fit_segment(frame, t1_rays, fluid_rays, head_rays, t1_normal, params, seed, edema_level,
                            STEP_HALF_WIDE_MM)
+    if (fit is None and resample is not None and head_local is not None
+            and _centre_in_band(frame, t1_rays, head_rays, t1_normal, params)):
+        fit = _fit_off_centre(frame, head_local, resample, t1_normal, params, seed, edema_level)
     if fit is not None and resample is not None and head_local is not None:
         fit = _refit_from_inside(frame, fit, head_local, resample, t1_normal, params, seed, edema_level)
     return fit
@@ -381,24 +398,87 @@ def _refit_from_inside(frame: HeadFrame, fit: dict, head_local: np.ndarray, resa
     """Refit the segment's sphere on band points found along rays from the centroid of the first fit's segment.
 
     From a point inside the segment every ray leaves it through its border, so the band is crossed about
-    head-on all round (instead of along its length where it passes near the head centre). The band is a T1 dip
-    (:func:`_dips`, the fluid-sensitive check as on the head rays) more than ``band_min_depth_mm`` below the
-    head sphere, with the double-line sign's bright rim on the start's side (the segment side); the ball must
-    contain the start. The first fit is kept when it rests mostly on T1 steps (``REFIT_MAX_STEP_FRACTION``)
+    head-on all round (instead of along its length where it passes near the head centre), see
+    :func:`_fit_from_point`. The first fit is kept when it rests mostly on T1 steps (``REFIT_MAX_STEP_FRACTION``)
     or the refit finds too little band (fewer than 8 points or less than ``necrosis_min_area_deg2``).
     """
-    R = frame.radius_mm
     inside = np.linalg.norm(head_local - fit["center_local"], axis=1) < fit["radius_mm"]
     if inside.sum() < 20 or fit["step_fraction"] > REFIT_MAX_STEP_FRACTION:
         return fit
-    p0 = head_local[inside].mean(axis=0)
+    new = _fit_from_point(frame, head_local[inside].mean(axis=0), resample, t1_normal, params, seed, edema_level)
+    if new is None:
+        return fit
+    out = dict(fit)
+    out.update({k: new[k] for k in ("center_local", "radius_mm", "band_points", "contains_head_centre")}, refit=True)
+    return out
+
+
+def _centre_in_band(frame: HeadFrame, t1_rays: Optional[np.ndarray], head_rays: np.ndarray,
+                    t1_normal: Optional[float], params: QuantifyParams) -> bool:
+    """True when the rays from the centre start T1-dark: the median T1 where they begin their dip search
+    (``band_min_radius_fraction`` x R) is darker than normal marrow by ``band_t1_drop``, as in a band.
+
+    Only then can a band through the centre have escaped them; elsewhere the search from off the centre
+    (:func:`_fit_off_centre`, six resamplings) is not run.
+    """
+    if t1_rays is None or t1_normal is None or not np.isfinite(t1_normal):
+        return False
+    i0 = int(np.searchsorted(frame.r_mm, params.band_min_radius_fraction * frame.radius_mm))
+    if i0 >= t1_rays.shape[-1]:
+        return False
+    start = head_rays[..., i0] >= 0.5
+    return bool(start.any()) and float(np.median(t1_rays[..., i0][start])) < (1 - params.band_t1_drop) * t1_normal
+
+
+def _fit_off_centre(frame: HeadFrame, head_local: np.ndarray, resample, t1_normal: float, params: QuantifyParams,
+                    seed: int, edema_level: Optional[float]) -> Optional[dict]:
+    """The segment seen from points ``OFF_CENTRE_FRACTION`` x R off the head centre, for a band through the centre.
+
+    A segment of about a third of the head has its border through the head centre: every ray from the centre starts
+    in the band, so none shows it as a dip. From a point off the centre on the segment side the rays cross the band
+    head-on (:func:`_fit_from_point`: same dip, fluid, depth and area tests, the double-line sign's bright rim on the
+    start's side); from a point on the other side the rims contradict the segment. Only a band passing within
+    ``NEAR_CENTRE_FRACTION`` x R of the head centre counts (elsewhere the rays from the centre would have crossed it),
+    and of those the fit with the largest band area is kept; None when no start point (inside the head) finds one.
+    """
+    R = frame.radius_mm
+    best = None
+    for axis in range(3):
+        for sign in (1.0, -1.0):
+            p0 = np.zeros(3)
+            p0[axis] = sign * OFF_CENTRE_FRACTION * R
+            new = _fit_from_point(frame, p0, resample, t1_normal, params, seed, edema_level, off_centre=True)
+            if new is None:
+                continue
+            band_radius = new["radius_mm"] - params.necrosis_border_mm
+            if abs(float(np.linalg.norm(new["center_local"])) - band_radius) > NEAR_CENTRE_FRACTION * R:
+                continue  # the band does not pass through the centre's blind spot
+            if best is None or new["band_area_deg2"] > best["band_area_deg2"]:
+                best = new
+    return best
+
+
+def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float, params: QuantifyParams,
+                    seed: int, edema_level: Optional[float], off_centre: bool = False) -> Optional[dict]:
+    """The segment's sphere fitted on band points found along rays from ``p0`` (local, mm), a point inside it.
+
+    The band is a T1 dip (:func:`_dips`, the fluid-sensitive check as on the head rays) more than
+    ``band_min_depth_mm`` below the head sphere, with the double-line sign's bright rim on the start's side (the
+    segment side); the ball must contain the start. None with fewer than 8 band points or a band of less than
+    ``necrosis_min_area_deg2`` (solid angle seen from ``p0``). With ``off_centre`` (a start point not known to be in
+    the segment, :func:`_fit_off_centre`) the start must lie in the segmented head.
+    """
+    R = frame.radius_mm
     step = float(frame.r_mm[1] - frame.r_mm[0])
-    nf = HeadFrame(frame.center + p0 @ frame.axes, R, frame.axes, np.arange(0.0, 180.0 + 1e-9, 3.0),
-                   np.arange(0.0, 360.0, 3.0), np.arange(0.0, R + float(np.linalg.norm(p0)) + step, step))
+    ang = OFF_CENTRE_STEP_DEG if off_centre else 3.0
+    nf = HeadFrame(frame.center + p0 @ frame.axes, R, frame.axes, np.arange(0.0, 180.0 + 1e-9, ang),
+                   np.arange(0.0, 360.0, ang), np.arange(0.0, R + float(np.linalg.norm(p0)) + step, step))
     t1_r, fl_r, hd_r = resample(nf)
     if t1_r is None:
-        return fit
+        return None
     n_th, n_ph, n_r = t1_r.shape
+    if off_centre and float(hd_r[:, :, 0].mean()) < 0.5:
+        return None  # the start is outside the segmented head (e.g. beyond the neck cut)
     th, ph = np.meshgrid(np.radians(nf.theta_deg), np.radians(nf.phi_deg), indexing="ij")
     q = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
     depth = R - np.linalg.norm(p0 + q[:, :, None, :] * nf.r_mm[None, None, :, None], axis=-1)
@@ -417,18 +497,30 @@ def _refit_from_inside(frame: HeadFrame, fit: dict, head_local: np.ndarray, resa
     k3 = k[..., None]
     f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
     f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
-    good = (k >= 0) & (d_k >= params.band_min_depth_mm) & (f_in > f_out)
+    deep = (k >= 0) & (d_k >= params.band_min_depth_mm)
+    good = deep & (f_in > f_out)
     if good.sum() < 8:
-        return fit
+        return None
     pts = q[good] * nf.r_mm[k[good]][:, None]
-    refit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R),
-                           faces=_contains_start)
-    if refit is None:
-        return fit
-    c, r, best = refit
-    if float(nf.solid_angle_deg2()[good][best].sum()) < params.necrosis_min_area_deg2:
-        return fit
-    out = dict(fit)
-    out.update(center_local=c + p0, radius_mm=r + params.necrosis_border_mm, band_points=pts[best] + p0,
-               contains_head_centre=bool(np.linalg.norm(c + p0) < r), refit=True)
-    return out
+    fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R),
+                         faces=_contains_start)
+    if fit is None:
+        return None
+    c, r, best = fit
+    area = float(nf.solid_angle_deg2()[good][best].sum())
+    if area < params.necrosis_min_area_deg2:
+        return None
+    # double line read from the band outwards to the start (the segment side): bright rim after the dark band
+    w3 = int(round(3.0 / step))
+    contrast = []
+    for fr, ki in zip(fl_r[good][best], k[good][best]):
+        seg = fr[max(ki - w3, 0):min(ki + w3 + 1, n_r)][::-1]
+        contrast.append(seg[int(np.argmax(seg)):].max() - seg[:int(np.argmax(seg)) + 1].min())
+    band = pts[best] + p0
+    return {
+        "center_local": c + p0, "radius_mm": r + params.necrosis_border_mm, "band_points": band,
+        "band_depth_mm": float(np.median(R - np.linalg.norm(band, axis=1))),
+        "double_line_contrast": float(np.median(contrast)) if contrast else None,
+        "band_area_deg2": area, "contains_head_centre": bool(np.linalg.norm(c + p0) < r),
+        "step_fraction": 0.0, "refit": False,
+    }
