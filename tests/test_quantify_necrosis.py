@@ -2,8 +2,10 @@
 
 A segment may contain the head centre: its band then faces inwards (rays from the head centre start
 inside the segment and leave it at the band). A border passing near the head centre is refitted on
-rays from inside the segment. Truth: the phantom's necrosis mask and its extent; seeds 8801-8808
-are used nowhere else (not in tuning). A band through the head centre is looked for from points off the centre.
+rays from inside the segment; a band through the head centre is looked for from points off the centre.
+Truth: the phantom's necrosis mask and its extent. Seeds 8801-8812 belong to no benchmark or tuning suite,
+but they are development cases: the off-centre rule was worked out on probe hips 8801-8870 (held-out
+figures: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -74,6 +76,6 @@ def test_band_through_the_head_centre_is_found_off_centre(seed):
     norm = normalized_from_study(study)
     hips = quantify_hips(norm, segmentation_from_truth(study))
     m = hips.sides["left"]
-    assert m.avn.present
+    assert m.avn.present and m.details["necrotic_fit"]["off_centre"] is True
     assert abs(m.avn.necrotic_extent_pct - study.truth["sides"]["left"]["necrosis"]["extent_pct"]) <= 3.0
     assert assess_patterns(hips, norm.quality)["left"].label == "avn_like"  # not toh_like

@@ -17,7 +17,10 @@ can contain the head centre; its band then faces inwards (rays from the centre l
 the segment at the band) and surrounds the centre. Where the band passes near the head
 centre, rays from the centre run along it and see only a shallow patch; the band is then
 found once more on rays from inside the first fit's segment, which cross it head-on, and
-the sphere refitted. Then:
+the sphere refitted. A band through the head centre is crossed by no ray from it (they
+all start in it): when nothing is found and the centre is T1-dark, the band is looked
+for from points off the centre; and a dark centre's T1 step may spread over a wider
+window at coarse resolution. Every fit must reach the articular surface. Then:
 
 * necrotic extent = segment volume / femoral head volume x 100, ARCO groups
   A < 15 %, B 15-30 %, C > 30 % (ARCO table, clinical.md section 4);
@@ -99,7 +102,8 @@ def _faces_out(points: np.ndarray, c: np.ndarray) -> bool:
     The segment is subchondral: on every band ray it runs from the band out to the articular
     surface, so it is the inside of the fitted ball only when the ball's centre lies outwards of
     the band. Band points on a narrow cap at nearly constant depth fit a small ball around the head
-    centre, or a large one below it, as well as the real border: those face inwards.
+    centre, or a large one below it, as well as the real border: those face inwards (a segment that
+    really contains the head centre is fitted apart, :func:`_faces_in`).
     """
     q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
     return float(np.median(((c[None, :] - points) * q).sum(axis=1))) > 0.0
@@ -266,7 +270,10 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
     50 mm ball alike). With ``resample`` (a function returning the ``(t1, fluid, head)`` samples along the
     rays of another :class:`HeadFrame`) and ``head_local`` (head voxel positions in the frame's local axes,
     mm), the band is detected once more on rays from the centroid of the first fit's segment, which cross
-    its border head-on all round, and the sphere is refitted on them (:func:`_refit_from_inside`).
+    its border head-on all round, and the sphere is refitted on them (:func:`_refit_from_inside`). When
+    nothing is found, a dark centre's T1 step is looked for over ``STEP_HALF_WIDE_MM``, and then, if the rays
+    from the centre start T1-dark (:func:`_centre_in_band`), a band through the centre from points off it
+    (:func:`_fit_off_centre`). The returned dict is described under :func:`_fit_segment`.
     """
     fit = _fit_segment(frame, t1_rays, fluid_rays, head_rays, t1_normal, params, seed, edema_level, STEP_HALF_MM)
     if fit is None and t1_rays is not None:
@@ -274,7 +281,7 @@ def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid
                            STEP_HALF_WIDE_MM)
     if (fit is None and resample is not None and head_local is not None
             and _centre_in_band(frame, t1_rays, head_rays, t1_normal, params)):
-        fit = _fit_off_centre(frame, head_local, resample, t1_normal, params, seed, edema_level)
+        fit = _fit_off_centre(frame, resample, t1_normal, params, seed, edema_level)
     if fit is not None and resample is not None and head_local is not None:
         fit = _refit_from_inside(frame, fit, head_local, resample, t1_normal, params, seed, edema_level)
     return fit
@@ -301,7 +308,9 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
         ``band_depth_mm`` (median depth of the band below the sphere),
         ``double_line_contrast`` (median fluid-sensitive rim-minus-band contrast),
         ``band_area_deg2``, ``contains_head_centre``, ``step_fraction`` (share of the band points that are
-        T1 steps), ``refit`` (True when refitted from inside the segment).
+        T1 steps), ``refit`` (True when refitted from inside the segment: centre, radius, band points and depth
+        are the refit's, area and double-line contrast the first fit's), ``off_centre`` (True when found from
+        a point off the head centre).
     """
     if t1_rays is None or t1_normal is None or not np.isfinite(t1_normal):
         return None
@@ -336,7 +345,8 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
     k3 = k[..., None]
     f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
     f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
-    rim_out = np.where((ks >= 0) & (k == ks), np.inf, f_out - f_in)[deep]
+    with np.errstate(invalid="ignore"):  # no head sample on either side: -inf - -inf, mapped to 0 below
+        rim_out = np.where((ks >= 0) & (k == ks), np.inf, f_out - f_in)[deep]
     rim_out = np.where(np.isfinite(rim_out), rim_out, np.where(rim_out > 0, 1e3, 0.0))
     # fit both orientations (segment outwards of the band, or containing the head centre) and keep the one
     # its own band points' rims support; none when the rims contradict it
@@ -361,11 +371,7 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
     area = float(frame.solid_angle_deg2()[deep][inl].sum())
     if area < params.necrosis_min_area_deg2 or not 0.4 * R <= rho <= 3.0 * R:
         return None
-    # the segment is subchondral: the fitted ball must reach the articular surface over a real footprint
-    th_g, ph_g = np.meshgrid(np.radians(frame.theta_deg), np.radians(frame.phi_deg), indexing="ij")
-    q_all = np.stack([np.sin(th_g) * np.cos(ph_g), np.sin(th_g) * np.sin(ph_g), np.cos(th_g)], axis=-1)
-    on_surface = np.linalg.norm(R * q_all - c, axis=-1) < rho + params.necrosis_border_mm
-    if float(frame.solid_angle_deg2()[on_surface].sum()) < params.necrosis_min_area_deg2:
+    if not _reaches_surface(frame, c, rho + params.necrosis_border_mm, params):
         return None
     # double line: bright rim next to the dark band on the segment's side on the fluid image (outside the
     # band on the ray, or inside it for a segment containing the head centre: then read the ray reversed)
@@ -383,8 +389,17 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
         "band_depth_mm": float(np.median(R - r_band[inl])),
         "double_line_contrast": float(np.median(contrast)) if contrast else None,
         "band_area_deg2": area, "contains_head_centre": bool(inward),
-        "step_fraction": float(((ks >= 0) & (k == ks))[deep][inl].mean()), "refit": False,
+        "step_fraction": float(((ks >= 0) & (k == ks))[deep][inl].mean()), "refit": False, "off_centre": False,
     }
+
+
+def _reaches_surface(frame: HeadFrame, c: np.ndarray, radius_mm: float, params: QuantifyParams) -> bool:
+    """The segment is subchondral: the ball (``c`` local, ``radius_mm`` with its border) must reach the articular
+    surface (the head sphere) over at least ``necrosis_min_area_deg2``."""
+    th_g, ph_g = np.meshgrid(np.radians(frame.theta_deg), np.radians(frame.phi_deg), indexing="ij")
+    q_all = np.stack([np.sin(th_g) * np.cos(ph_g), np.sin(th_g) * np.sin(ph_g), np.cos(th_g)], axis=-1)
+    on_surface = np.linalg.norm(frame.radius_mm * q_all - c, axis=-1) < radius_mm
+    return float(frame.solid_angle_deg2()[on_surface].sum()) >= params.necrosis_min_area_deg2
 
 
 def _contains_start(points: np.ndarray, c: np.ndarray, r: float) -> bool:
@@ -409,7 +424,8 @@ def _refit_from_inside(frame: HeadFrame, fit: dict, head_local: np.ndarray, resa
     if new is None:
         return fit
     out = dict(fit)
-    out.update({k: new[k] for k in ("center_local", "radius_mm", "band_points", "contains_head_centre")}, refit=True)
+    out.update({k: new[k] for k in ("center_local", "radius_mm", "band_points", "band_depth_mm",
+                                     "contains_head_centre")}, refit=True)
     return out
 
 
@@ -430,8 +446,8 @@ def _centre_in_band(frame: HeadFrame, t1_rays: Optional[np.ndarray], head_rays: 
     return bool(start.any()) and float(np.median(t1_rays[..., i0][start])) < (1 - params.band_t1_drop) * t1_normal
 
 
-def _fit_off_centre(frame: HeadFrame, head_local: np.ndarray, resample, t1_normal: float, params: QuantifyParams,
-                    seed: int, edema_level: Optional[float]) -> Optional[dict]:
+def _fit_off_centre(frame: HeadFrame, resample, t1_normal: float, params: QuantifyParams, seed: int,
+                    edema_level: Optional[float]) -> Optional[dict]:
     """The segment seen from points ``OFF_CENTRE_FRACTION`` x R off the head centre, for a band through the centre.
 
     A segment of about a third of the head has its border through the head centre: every ray from the centre starts
@@ -508,7 +524,8 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
         return None
     c, r, best = fit
     area = float(nf.solid_angle_deg2()[good][best].sum())
-    if area < params.necrosis_min_area_deg2:
+    if area < params.necrosis_min_area_deg2 or not _reaches_surface(frame, c + p0, r + params.necrosis_border_mm,
+                                                                     params):
         return None
     # double line read from the band outwards to the start (the segment side): bright rim after the dark band
     w3 = int(round(3.0 / step))
@@ -522,5 +539,5 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
         "band_depth_mm": float(np.median(R - np.linalg.norm(band, axis=1))),
         "double_line_contrast": float(np.median(contrast)) if contrast else None,
         "band_area_deg2": area, "contains_head_centre": bool(np.linalg.norm(c + p0) < r),
-        "step_fraction": 0.0, "refit": False,
+        "step_fraction": 0.0, "refit": False, "off_centre": off_centre,
     }
