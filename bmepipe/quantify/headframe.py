@@ -41,11 +41,15 @@ class HeadFrame:
     r_mm: np.ndarray
 
     @property
+    def local_directions(self) -> np.ndarray:
+        """Unit directions in the frame's (u, a, w) axes, shape (n_theta, n_phi, 3)."""
+        th, ph = np.meshgrid(np.radians(self.theta_deg), np.radians(self.phi_deg), indexing="ij")
+        return np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
+
+    @property
     def directions(self) -> np.ndarray:
         """Unit directions, shape (n_theta, n_phi, 3), LPS."""
-        th, ph = np.meshgrid(np.radians(self.theta_deg), np.radians(self.phi_deg), indexing="ij")
-        local = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
-        return local @ self.axes
+        return self.local_directions @ self.axes
 
     def points(self) -> np.ndarray:
         """LPS points of every sample, shape (n_theta, n_phi, n_r, 3)."""

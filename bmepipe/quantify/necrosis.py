@@ -96,6 +96,12 @@ def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     return c, float(np.sqrt(max(sol[3] + c @ c, 0.0)))
 
 
+def _median_outwards(points: np.ndarray, c: np.ndarray) -> float:
+    """Median distance (mm) of the ball centre ``c`` beyond the points along their rays from the origin."""
+    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
+    return float(np.median(((c[None, :] - points) * q).sum(axis=1)))
+
+
 def _faces_out(points: np.ndarray, c: np.ndarray) -> bool:
     """True when the ball centre ``c`` lies beyond the band points along their rays from the head centre.
 
@@ -105,8 +111,7 @@ def _faces_out(points: np.ndarray, c: np.ndarray) -> bool:
     centre, or a large one below it, as well as the real border: those face inwards (a segment that
     really contains the head centre is fitted apart, :func:`_faces_in`).
     """
-    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
-    return float(np.median(((c[None, :] - points) * q).sum(axis=1))) > 0.0
+    return _median_outwards(points, c) > 0.0
 
 
 def _faces_in(points: np.ndarray, c: np.ndarray, r: float, surface_mm: float) -> bool:
@@ -117,9 +122,9 @@ def _faces_in(points: np.ndarray, c: np.ndarray, r: float, surface_mm: float) ->
     the band outwards into normal marrow, so the ball centre lies inwards of the band points along their
     rays and the articular surface beyond them (radius ``surface_mm``) lies outside the ball.
     """
-    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
-    if float(np.median(((c[None, :] - points) * q).sum(axis=1))) >= 0.0 or float(np.linalg.norm(c)) >= r:
+    if _median_outwards(points, c) >= 0.0 or float(np.linalg.norm(c)) >= r:
         return False
+    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
     return float(np.median(np.linalg.norm(surface_mm * q - c[None, :], axis=1))) > r
 
 
@@ -320,31 +325,21 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
     depth = R - frame.r_mm
     # near the centre every ray crosses the same few voxels: a band passing there would look like a tiny sphere
     valid = (head_rays >= 0.5) & (depth >= 2.0)[None, None, :] & (frame.r_mm >= params.band_min_radius_fraction * R)[None, None, :]
+    step = float(frame.r_mm[1] - frame.r_mm[0])
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
-    if edema_level is not None and np.isfinite(edema_level):
-        w = max(1, int(round(BAND_FLUID_WINDOW_MM / (frame.r_mm[1] - frame.r_mm[0]))))
-        f_low = ndimage.minimum_filter1d(np.where(head_rays >= 0.5, fluid_rays, np.inf), 2 * w + 1, axis=2)
-        at_dip = np.take_along_axis(f_low, np.maximum(k, 0)[..., None], axis=2)[..., 0]
-        k = np.where(at_dip < edema_level, k, -1)
-    half = max(1, int(round(step_half_mm / (frame.r_mm[1] - frame.r_mm[0]))))
+    k = _fluid_confirms(k, fluid_rays, head_rays, edema_level, step)
+    half = max(1, int(round(step_half_mm / step)))
     ks = _steps(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, half, params).reshape(n_th, n_ph)
     k = np.where(k >= 0, k, ks)
     deep = (k >= 0) & (depth[np.maximum(k, 0)] >= params.band_min_depth_mm)
     if deep.sum() < 8:
         return None
-    dirs = np.stack(np.meshgrid(np.radians(frame.theta_deg), np.radians(frame.phi_deg), indexing="ij"), axis=-1)
-    th, ph = dirs[..., 0][deep], dirs[..., 1][deep]
-    q = np.column_stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)])
+    q = frame.local_directions[deep]
     r_band = frame.r_mm[k[deep]]
     pts = q * r_band[:, None]
     # the segment's side of each band point: the double-line sign's high-signal inner rim (fluid-sensitive
     # image) lies on the segment side of the dark band; a sharp T1 step drops into a dark centre lying outwards
-    wr = max(1, int(round(RIM_WINDOW_MM / (frame.r_mm[1] - frame.r_mm[0]))))
-    fl = np.where(head_rays >= 0.5, fluid_rays, -np.inf)
-    r_idx = np.arange(n_r)[None, None, :]
-    k3 = k[..., None]
-    f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
-    f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
+    f_out, f_in = _rim_maxima(fluid_rays, head_rays, k, step)
     with np.errstate(invalid="ignore"):  # no head sample on either side: -inf - -inf, mapped to 0 below
         rim_out = np.where((ks >= 0) & (k == ks), np.inf, f_out - f_in)[deep]
     rim_out = np.where(np.isfinite(rim_out), rim_out, np.where(rim_out > 0, 1e3, 0.0))
@@ -373,39 +368,64 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
         return None
     if not _reaches_surface(frame, c, rho + params.necrosis_border_mm, params):
         return None
-    # double line: bright rim next to the dark band on the segment's side on the fluid image (outside the
-    # band on the ray, or inside it for a segment containing the head centre: then read the ray reversed)
-    f = fluid_rays[deep][inl]
-    kk = k[deep][inl]
-    step = frame.r_mm[1] - frame.r_mm[0]
-    w = int(round(3.0 / step))
-    contrast = []
-    for fr, ki in zip(f, kk):
-        lo, hi = max(ki - w, 0), min(ki + w + 1, n_r)
-        seg = fr[lo:hi][::-1] if inward else fr[lo:hi]
-        contrast.append(seg[int(np.argmax(seg)):].max() - seg[:int(np.argmax(seg)) + 1].min())
+    # double line: the segment lies outside the band on the ray, or inside it when it contains the head centre
+    contrast = _double_line_contrast(fluid_rays[deep][inl], k[deep][inl], step, towards_start=inward)
     return {
         "center_local": c, "radius_mm": rho + params.necrosis_border_mm, "band_points": pts[inl],
         "band_depth_mm": float(np.median(R - r_band[inl])),
-        "double_line_contrast": float(np.median(contrast)) if contrast else None,
-        "band_area_deg2": area, "contains_head_centre": bool(inward),
+        "double_line_contrast": contrast, "band_area_deg2": area, "contains_head_centre": bool(inward),
         "step_fraction": float(((ks >= 0) & (k == ks))[deep][inl].mean()), "refit": False, "off_centre": False,
     }
+
+
+def _fluid_confirms(k: np.ndarray, fluid_rays: np.ndarray, head_rays: np.ndarray, edema_level: Optional[float],
+                    step_mm: float) -> np.ndarray:
+    """``k`` (dip index per ray, -1: none) with the dips removed where the fluid-sensitive signal within
+    ``BAND_FLUID_WINDOW_MM`` does not fall below ``edema_level`` (see :func:`_fit_segment`)."""
+    if edema_level is None or not np.isfinite(edema_level):
+        return k
+    w = max(1, int(round(BAND_FLUID_WINDOW_MM / step_mm)))
+    f_low = ndimage.minimum_filter1d(np.where(head_rays >= 0.5, fluid_rays, np.inf), 2 * w + 1, axis=2)
+    at_dip = np.take_along_axis(f_low, np.maximum(k, 0)[..., None], axis=2)[..., 0]
+    return np.where(at_dip < edema_level, k, -1)
+
+
+def _rim_maxima(fluid_rays: np.ndarray, head_rays: np.ndarray, k: np.ndarray, step_mm: float):
+    """Brightest head fluid-sensitive signal within ``RIM_WINDOW_MM`` outwards and inwards of each ray's band
+    sample ``k`` (-inf where the window holds no head sample): the double-line rim lies on the brighter side."""
+    wr = max(1, int(round(RIM_WINDOW_MM / step_mm)))
+    fl = np.where(head_rays >= 0.5, fluid_rays, -np.inf)
+    r_idx = np.arange(fluid_rays.shape[-1])[None, None, :]
+    k3 = k[..., None]
+    f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
+    f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
+    return f_out, f_in
+
+
+def _double_line_contrast(profiles: np.ndarray, k: np.ndarray, step_mm: float, towards_start: bool) -> Optional[float]:
+    """Median rim-minus-band contrast on the fluid-sensitive ``profiles`` (one ray per row, band at ``k``):
+    the bright rim beyond the dark band on the segment's side, read within 3 mm; ``towards_start`` when the
+    segment lies inwards on the ray (the profile is then read reversed)."""
+    w = int(round(3.0 / step_mm))
+    n_r = profiles.shape[-1]
+    contrast = []
+    for fr, ki in zip(profiles, k):
+        seg = fr[max(ki - w, 0):min(ki + w + 1, n_r)]
+        seg = seg[::-1] if towards_start else seg
+        contrast.append(seg[int(np.argmax(seg)):].max() - seg[:int(np.argmax(seg)) + 1].min())
+    return float(np.median(contrast)) if contrast else None
 
 
 def _reaches_surface(frame: HeadFrame, c: np.ndarray, radius_mm: float, params: QuantifyParams) -> bool:
     """The segment is subchondral: the ball (``c`` local, ``radius_mm`` with its border) must reach the articular
     surface (the head sphere) over at least ``necrosis_min_area_deg2``."""
-    th_g, ph_g = np.meshgrid(np.radians(frame.theta_deg), np.radians(frame.phi_deg), indexing="ij")
-    q_all = np.stack([np.sin(th_g) * np.cos(ph_g), np.sin(th_g) * np.sin(ph_g), np.cos(th_g)], axis=-1)
-    on_surface = np.linalg.norm(frame.radius_mm * q_all - c, axis=-1) < radius_mm
+    on_surface = np.linalg.norm(frame.radius_mm * frame.local_directions - c, axis=-1) < radius_mm
     return float(frame.solid_angle_deg2()[on_surface].sum()) >= params.necrosis_min_area_deg2
 
 
 def _contains_start(points: np.ndarray, c: np.ndarray, r: float) -> bool:
     """True for a ball containing the rays' start (the origin) whose border the band rays leave outwards."""
-    q = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-9)
-    return float(np.linalg.norm(c)) < r and float(np.median(((c[None, :] - points) * q).sum(axis=1))) < 0.0
+    return float(np.linalg.norm(c)) < r and _median_outwards(points, c) < 0.0
 
 
 def _refit_from_inside(frame: HeadFrame, fit: dict, head_local: np.ndarray, resample, t1_normal: float,
@@ -495,24 +515,14 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
     n_th, n_ph, n_r = t1_r.shape
     if off_centre and float(hd_r[:, :, 0].mean()) < 0.5:
         return None  # the start is outside the segmented head (e.g. beyond the neck cut)
-    th, ph = np.meshgrid(np.radians(nf.theta_deg), np.radians(nf.phi_deg), indexing="ij")
-    q = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=-1)
+    q = nf.local_directions
     depth = R - np.linalg.norm(p0 + q[:, :, None, :] * nf.r_mm[None, None, :, None], axis=-1)
     t1 = ndimage.gaussian_filter1d(t1_r, 1.0 / step, axis=2)
     valid = (hd_r >= 0.5) & (depth >= 2.0) & (nf.r_mm >= REFIT_MIN_R_MM)[None, None, :]
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
-    if edema_level is not None and np.isfinite(edema_level):
-        w = max(1, int(round(BAND_FLUID_WINDOW_MM / step)))
-        f_low = ndimage.minimum_filter1d(np.where(hd_r >= 0.5, fl_r, np.inf), 2 * w + 1, axis=2)
-        at_dip = np.take_along_axis(f_low, np.maximum(k, 0)[..., None], axis=2)[..., 0]
-        k = np.where(at_dip < edema_level, k, -1)
+    k = _fluid_confirms(k, fl_r, hd_r, edema_level, step)
     d_k = np.take_along_axis(depth, np.maximum(k, 0)[..., None], axis=2)[..., 0]
-    wr = max(1, int(round(RIM_WINDOW_MM / step)))
-    fl = np.where(hd_r >= 0.5, fl_r, -np.inf)
-    r_idx = np.arange(n_r)[None, None, :]
-    k3 = k[..., None]
-    f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
-    f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
+    f_out, f_in = _rim_maxima(fl_r, hd_r, k, step)
     deep = (k >= 0) & (d_k >= params.band_min_depth_mm)
     good = deep & (f_in > f_out)
     if good.sum() < 8:
@@ -527,17 +537,13 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
     if area < params.necrosis_min_area_deg2 or not _reaches_surface(frame, c + p0, r + params.necrosis_border_mm,
                                                                      params):
         return None
-    # double line read from the band outwards to the start (the segment side): bright rim after the dark band
-    w3 = int(round(3.0 / step))
-    contrast = []
-    for fr, ki in zip(fl_r[good][best], k[good][best]):
-        seg = fr[max(ki - w3, 0):min(ki + w3 + 1, n_r)][::-1]
-        contrast.append(seg[int(np.argmax(seg)):].max() - seg[:int(np.argmax(seg)) + 1].min())
+    # double line read from the band towards the start (the segment side)
+    contrast = _double_line_contrast(fl_r[good][best], k[good][best], step, towards_start=True)
     band = pts[best] + p0
     return {
         "center_local": c + p0, "radius_mm": r + params.necrosis_border_mm, "band_points": band,
         "band_depth_mm": float(np.median(R - np.linalg.norm(band, axis=1))),
-        "double_line_contrast": float(np.median(contrast)) if contrast else None,
-        "band_area_deg2": area, "contains_head_centre": bool(np.linalg.norm(c + p0) < r),
+        "double_line_contrast": contrast, "band_area_deg2": area,
+        "contains_head_centre": bool(np.linalg.norm(c + p0) < r),
         "step_fraction": 0.0, "refit": False, "off_centre": off_centre,
     }
