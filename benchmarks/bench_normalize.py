@@ -17,9 +17,13 @@ relative to its own median over the variants); spread = max / min - 1.
 Usage::
 
     python benchmarks/bench_normalize.py [--runs 3] [--json PATH] [--only-standardization]
+        [--seeds 7,8,9,10] [--fluid-kinds stir,pd_fs,t2_fs]
 
 Table 3 also gives ``fluid_std``: the fluid-sensitive series on the landmark scale (fat 0, muscle 1,
 fluid 4; :mod:`bmepipe.normalize.landmarks`), and the TOH hip's edema (phantom edema fraction > 0.5).
+``--seeds`` and ``--fluid-kinds`` repeat it for other anatomies (each seed draws its own tissue
+relaxation times inside the literature ranges) and fat-saturated PD/T2 series; the last lines give
+each tissue's largest spread over all of them.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ def full_resolution_mi(fixed: sitk.Image, moving: sitk.Image, seed: int = 1) -> 
     return reg.Execute(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
 
 
-def standardization_table() -> list:
+def standardization_table(seeds=(7,), kinds=("stir",)) -> list:
+    """Table 3 for every anatomy seed and fluid-sensitive sequence kind; one row per (seed, kind, series, tissue)."""
     import normalize_synth as ns
     from scipy import ndimage
 
@@ -90,44 +95,62 @@ def standardization_table() -> list:
 
     variants = [(1.5, 12.0, 0.4), (3.0, 40.0, 0.0), (1.5, 40.0, 0.0), (3.0, 12.0, 0.45)]
     small = dict(matrix=256, acquired_matrix=(192, 192), slices=20)
-    values: dict = {}
-    masks = None
-    for fs, snr, bias in variants:
-        study = generate_study(PhantomSpec.random(7, right="toh", acquisition=AcquisitionSpec(
-            field_strength_t=fs, snr=snr, bias_amplitude=bias, **small)))
-        if masks is None:
-            masks = {k: ndimage.binary_erosion(m, structure=np.ones((1, 3, 3), bool))
-                     for k, m in ns.phantom_tissue_masks(study).items()}
-            masks["marrow"] &= study.edema_fraction < 0.01  # normal-appearing marrow
-            masks["edema"] = study.edema_fraction > 0.5  # marrow that is mostly edema water (the TOH hip)
-        raw = {w: ns.phantom_image(study.get(n)) for w, n in (("fluid", "cor_fluid"), ("t1", "cor_t1"))}
-        raw["fluid_std"] = raw["fluid"]
-        std = standardize(correct_bias(raw["fluid"])[0], correct_bias(raw["t1"])[0])
-        for which in ("fluid", "fluid_std", "t1"):
-            a = sitk.GetArrayFromImage(raw[which])
-            for tissue in ("muscle", "fat", "urine", "marrow", "edema"):
-                key = (which, tissue)
-                values.setdefault(key, {"std": [], "raw": []})
-                values[key]["std"].append(std.value(masks[tissue], which))
-                values[key]["raw"].append(float(a[masks[tissue]].mean()))
+    tissues = ("muscle", "fat", "urine", "marrow", "edema")
     rows = []
     print("\nstandardized value per variant (fluid, t1: muscle = 1; fluid_std: landmark scale fat 0 / muscle 1 / "
-          "fluid 4): " + ", ".join(f"{v[0]} T SNR {v[1]:.0f} bias {v[2]:.0%}"
-                                                                     for v in variants))
-    head = (f"{'series':9s} {'tissue':7s} {'values':>30s} {'spread same T':>14s} {'spread all':>11s} "
-            f"{'max-min':>8s} {'raw spread all':>15s}")
+          "fluid 4): " + ", ".join(f"{v[0]} T SNR {v[1]:.0f} bias {v[2]:.0%}" for v in variants))
+    head = (f"{'seed':>4s} {'kind':5s} {'series':9s} {'tissue':7s} {'values':>30s} {'spread same T':>14s} "
+            f"{'spread all':>11s} {'max-min':>8s} {'raw spread all':>15s}")
     print(head + "\n" + "-" * len(head))
-    for (which, tissue), v in values.items():
-        s, r = np.array(v["std"]), np.array(v["raw"])
-        same = max(float(s[[0, 2]].max() / s[[0, 2]].min() - 1), float(s[[1, 3]].max() / s[[1, 3]].min() - 1))
-        row = {"series": which, "tissue": tissue, "values": [round(float(x), 3) for x in s],
-               "spread_same_field": round(same, 3), "spread_all": round(float(s.max() / s.min() - 1), 3),
-               "max_minus_min": round(float(s.max() - s.min()), 3),
-               "raw_spread_all": round(float(r.max() / r.min() - 1), 3)}
-        rows.append(row)
-        vals = " ".join(f"{x:6.3f}" for x in s)
-        print(f"{which:9s} {tissue:7s} {vals:>30s} {same:14.1%} {row['spread_all']:11.1%} "
-              f"{row['max_minus_min']:8.3f} {row['raw_spread_all']:15.1%}")
+    for seed in seeds:
+        for kind in kinds:
+            values: dict = {}
+            masks = None
+            for fs, snr, bias in variants:
+                study = generate_study(PhantomSpec.random(seed, right="toh", acquisition=AcquisitionSpec(
+                    field_strength_t=fs, snr=snr, bias_amplitude=bias, fluid_kind=kind, **small)))
+                if masks is None:
+                    masks = {k: ndimage.binary_erosion(m, structure=np.ones((1, 3, 3), bool))
+                             for k, m in ns.phantom_tissue_masks(study).items()}
+                    masks["marrow"] &= study.edema_fraction < 0.01  # normal-appearing marrow
+                    masks["edema"] = study.edema_fraction > 0.5  # marrow that is mostly edema water (the TOH hip)
+                raw = {w: ns.phantom_image(study.get(n)) for w, n in (("fluid", "cor_fluid"), ("t1", "cor_t1"))}
+                raw["fluid_std"] = raw["fluid"]
+                std = standardize(correct_bias(raw["fluid"])[0], correct_bias(raw["t1"])[0])
+                for which in ("fluid", "fluid_std", "t1"):
+                    a = sitk.GetArrayFromImage(raw[which])
+                    for tissue in tissues:
+                        v = values.setdefault((which, tissue), {"std": [], "raw": []})
+                        v["std"].append(std.value(masks[tissue], which))
+                        v["raw"].append(float(a[masks[tissue]].mean()))
+            for (which, tissue), v in values.items():
+                s, r = np.array(v["std"]), np.array(v["raw"])
+                # spreads of values near 0 (suppressed fat on the landmark scale) are meaningless: max-min instead
+                ratio = (lambda x: float(x.max() / x.min() - 1) if x.min() > 0.05 else None)  # noqa: E731
+                same = [ratio(s[[0, 2]]), ratio(s[[1, 3]])]
+                row = {"seed": seed, "fluid_kind": kind, "series": which, "tissue": tissue,
+                       "values": [round(float(x), 3) for x in s],
+                       "spread_same_field": None if None in same else round(max(same), 3),
+                       "spread_all": None if ratio(s) is None else round(ratio(s), 3),
+                       "max_minus_min": round(float(s.max() - s.min()), 3),
+                       "raw_spread_all": round(float(r.max() / r.min() - 1), 3)}
+                rows.append(row)
+                pct = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
+                vals = " ".join(f"{x:6.3f}" for x in s)
+                print(f"{seed:4d} {kind:5s} {which:9s} {tissue:7s} {vals:>30s} {pct(row['spread_same_field']):>14s} "
+                      f"{pct(row['spread_all']):>11s} {row['max_minus_min']:8.3f} {row['raw_spread_all']:15.1%}")
+    print("\nlargest spread across field strength, SNR and bias (target: every tissue within 10 %):")
+    for which in ("fluid", "fluid_std", "t1"):
+        cells = []
+        for tissue in tissues:
+            sel = [r for r in rows if r["series"] == which and r["tissue"] == tissue]
+            spreads = [r["spread_all"] for r in sel if r["spread_all"] is not None]
+            if spreads:
+                worst = max(sel, key=lambda r: -1 if r["spread_all"] is None else r["spread_all"])
+                cells.append(f"{tissue} {max(spreads):.1%} ({worst['seed']} {worst['fluid_kind']})")
+            else:
+                cells.append(f"{tissue} max-min {max(r['max_minus_min'] for r in sel):.3f}")
+        print(f"  {which:9s} " + "; ".join(cells))
     return rows
 
 
@@ -138,10 +161,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3, help="motions (runs) per method (default 3)")
     ap.add_argument("--json", type=Path, help="also write the tables as JSON to this path")
-    ap.add_argument("--only-standardization", action="store_true", help="print table 3 only (about a minute)")
+    ap.add_argument("--only-standardization", action="store_true",
+                    help="print table 3 only (about a minute per seed and sequence kind)")
+    ap.add_argument("--seeds", default="7", help="table 3: comma-separated anatomy seeds (default 7)")
+    ap.add_argument("--fluid-kinds", default="stir",
+                    help="table 3: comma-separated fluid-sensitive sequences, stir, pd_fs, t2_fs (default stir)")
     args = ap.parse_args(argv)
+    seeds = [int(v) for v in args.seeds.split(",")]
+    kinds = [v.strip() for v in args.fluid_kinds.split(",")]
     if args.only_standardization:
-        std_rows = standardization_table()
+        std_rows = standardization_table(seeds, kinds)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"benchmark": "normalize", "standardization": std_rows}, indent=2))
@@ -216,7 +245,7 @@ def main(argv=None) -> int:
     print(f"grid: {out.grid.method} ({out.grid.reason}; residual {out.grid.residual_mm:.2f} mm)")
     print("QC:", "; ".join(f"{f.name}={f.value:.3g} {'ok' if f.passed else 'FLAG'}" for f in out.quality.flags
                           if f.value is not None))
-    std_rows = standardization_table()
+    std_rows = standardization_table(seeds, kinds)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"benchmark": "normalize", "runs": args.runs, "registration": reg_rows,

@@ -61,8 +61,11 @@ T1_FAT_FRACTION = 0.7
 #: before deep fat and fatty marrow [approx].
 SUBCUTANEOUS_BAND_MM = (3.0, 25.0)
 #: Fluid candidates: fluid-sensitive signal above this many times muscle, T1 below muscle [approx:
-#: free fluid is 3-6x muscle on STIR/T2-FS and darker than muscle on T1, mr_physics.md table 1].
-FLUID_MIN_RATIO = 2.0
+#: free fluid is 3-6x muscle on STIR/T2-FS but only about 2x on PD-FS (TE 30-45 ms barely decays
+#: muscle's T2 of 30-45 ms: S = PD (1 - e^-TR/T1) e^-TE/T2, mr_physics.md sections 1-2 and table 1;
+#: phantom PD-FS bladders 1.9-2.5x), and darker than muscle on T1]. Equal to ``MIN_FLUID_LANDMARK``:
+#: a PD-FS bladder must not fall below the candidate cut and lose the landmark.
+FLUID_MIN_RATIO = 1.5
 #: Smallest fluid compartment (ml) used as a landmark (bladder: tens to hundreds of ml).
 MIN_FLUID_ML = 5.0
 #: A fat landmark at or above this many times muscle means fat suppression failed: not used.
