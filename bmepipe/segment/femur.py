@@ -239,6 +239,107 @@ def cross_sections(mask_f: np.ndarray, grid: Grid, centre, axis, ts, max_radius_
 #: After the first pass, neck sections are sampled within this factor of the narrowest equivalent radius,
 #: so the greater trochanter and the head do not pull the section centroids (tuned on phantoms: 1.2 of 1.2-1.6).
 CLIP_FACTOR = 1.2
+#: The axis is then refitted to the neck's surface: sections from this far past the head-neck junction
+#: (d1 = sqrt(R^2 - r_n^2) from C) ...
+NECK_SURFACE_START_MM = 1.0
+#: ... over this length, 1 mm apart (tuned on phantoms: 16 of 8-20 mm; shorter spans follow the slice
+#: staircase of the boundary more).
+NECK_SURFACE_SPAN_MM = 16.0
+#: In-plane rays per section from the current axis to the bone boundary (the mask's 0.5 level).
+NECK_SURFACE_RAYS = 32
+#: Robust (Tukey biweight) limits of the surface fit: boundary points farther out than the fitted neck by more
+#: than this get no weight. With a neck-shaft angle above about 135 degrees the greater trochanter joins the
+#: upper neck surface up to the waist, a bulge on one side that pulls area centroids by 4-6 degrees
+#: (tuned on phantoms: 2 of 1.2-4 mm, about the boundary noise of 4-5 mm slices) ...
+NECK_BULGE_MM = 2.0
+#: ... and points this far inside it (noise or a missed voxel; the usual biweight limit, 4.7 times a 0.8 mm
+#: noise scale: wider than the bulge limit because the neck is the lower envelope of the boundary).
+NECK_DENT_MM = 3.75
+#: Sections whose fitted radius exceeds the narrowest by more than this are left out and the fit repeated:
+#: towards its base the neck widens unevenly (metaphysis and trochanters), which would tilt the axis
+#: (tuned on phantoms: 1 of 0.7-2.5 mm; without it the in-plane axis error doubled, median 0.9 degree, at
+#: 0.75 mm pixels).
+NECK_FLARE_MM = 1.0
+
+
+def _neck_surface_fit(rad, ends, ts, cos_t, sin_t):
+    """Robust fit r_ik = a_i + t_i (alpha cos_k + beta sin_k) to the boundary radii (rays that end).
+
+    Returns ``(alpha, beta, a)``: the tilt of the axis through C (radians, along the frame's two
+    in-section directions) and the radius of each section.
+    """
+    m = len(ts)
+    A = np.zeros((m, len(cos_t), 2 + m))
+    A[:, :, 0] = ts[:, None] * cos_t
+    A[:, :, 1] = ts[:, None] * sin_t
+    A[np.arange(m), :, 2 + np.arange(m)] = 1.0
+    A, y = A[ends], rad[ends]
+    sol = np.zeros(2 + m)
+    sol[2:] = [np.median(row[ok]) for row, ok in zip(rad, ends)]
+    for _ in range(10):
+        res = y - A @ sol
+        u = res / np.where(res > 0, NECK_BULGE_MM, NECK_DENT_MM)
+        w = np.where(np.abs(u) < 1, 1 - u * u, 0.0) ** 2  # biweight
+        # normal equations (a 2 + m square system): lstsq's threaded BLAS costs more CPU than the whole fit
+        aw = A * w[:, None]
+        M = np.einsum("ij,ik->jk", aw, A) + 1e-9 * np.eye(2 + m)
+        new = np.linalg.solve(M, np.einsum("ij,i->j", aw, y))
+        converged = np.abs(new - sol).max() < 0.003
+        sol = new
+        if converged:
+            break
+    return sol[0], sol[1], sol[2:]
+
+
+def _neck_surface_axis(mask_f: np.ndarray, grid: Grid, centre, n, radius_mm: float, neck_radius_mm: float,
+                       iterations: int = 3):
+    """The axis through C of the neck's surface from the head-neck junction towards the neck's base.
+
+    Each section (perpendicular to ``n`` at ``t``) is sampled along ``NECK_SURFACE_RAYS`` rays from the axis to
+    the first point below half bone: its boundary radius r_ik. All boundary points are fitted at once by a
+    neck around an axis through C tilted by (alpha, beta) from ``n``, with a free radius a_i per section
+    (:func:`_neck_surface_fit`, Tukey biweight with ``NECK_BULGE_MM`` outwards and ``NECK_DENT_MM`` inwards):
+    rays running into the trochanter (bone to the end of the ray, or a bulge) carry no weight, unlike in
+    area centroids. Sections where fewer than half of the rays end are left out, and so are sections wider
+    than the narrowest by ``NECK_FLARE_MM`` (then the fit is repeated). Returns the unit axis (``n`` if
+    fewer than three sections remain).
+    """
+    c = np.asarray(centre, float)
+    d1 = math.sqrt(max(radius_mm**2 - neck_radius_mm**2, 0.0))
+    ts = np.arange(d1 + NECK_SURFACE_START_MM, d1 + NECK_SURFACE_START_MM + NECK_SURFACE_SPAN_MM + 1e-6, 1.0)
+    theta = np.arange(NECK_SURFACE_RAYS) * (2 * math.pi / NECK_SURFACE_RAYS)
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    step = 0.4  # mm along the rays
+    r = np.arange(0.5 * neck_radius_mm, 1.1 * radius_mm + 1e-6, step)  # the boundary lies beyond half r_n
+    for _ in range(iterations):
+        e1 = np.cross(n, [0.0, 1.0, 0.0] if abs(n[1]) < 0.9 else [1.0, 0.0, 0.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(n, e1)
+        dirs = cos_t[:, None] * e1 + sin_t[:, None] * e2
+        p = c + ts[:, None, None, None] * n + r[None, None, :, None] * dirs[None, :, None, :]
+        v = _sample(mask_f, grid, p)
+        below = v < 0.5
+        j = np.argmax(below, axis=2)
+        ends = below.any(axis=2) & (j > 0)
+        j = np.clip(j, 1, len(r) - 1)
+        va = np.take_along_axis(v, (j - 1)[..., None], 2)[..., 0]
+        vb = np.take_along_axis(v, j[..., None], 2)[..., 0]
+        rad = r[j - 1] + step * (va - 0.5) / np.maximum(va - vb, 1e-6)
+        sec = ends.mean(1) >= 0.5
+        if sec.sum() < 3:
+            return n
+        rad, ends, t_sec = rad[sec], ends[sec], ts[sec]
+        alpha, beta, a = _neck_surface_fit(rad, ends, t_sec, cos_t, sin_t)
+        narrow = a <= a.min() + NECK_FLARE_MM
+        if not narrow.all() and narrow.sum() >= 3:
+            alpha, beta, _ = _neck_surface_fit(rad[narrow], ends[narrow], t_sec[narrow], cos_t, sin_t)
+        n_new = n + alpha * e1 + beta * e2
+        n_new /= np.linalg.norm(n_new)
+        done = float(n_new @ n) > math.cos(math.radians(0.1))
+        n = n_new
+        if done:
+            break
+    return n
 
 
 def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iterations: int = 4):
@@ -247,7 +348,9 @@ def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iter
     Alternates: cross-section areas along the current axis (between 0.55 R and
     0.55 R + 30 mm), then the axis through C and the centroids of the waist sections
     (area within 4 % of the narrowest); after the first pass the sections are
-    clipped to ``CLIP_FACTOR`` times the waist radius around the axis.
+    clipped to ``CLIP_FACTOR`` times the waist radius around the axis. The axis is then
+    refitted to the neck's surface (:func:`_neck_surface_axis`), which the greater trochanter
+    does not pull where it joins the neck, and the narrowest section is measured along it.
 
     Returns
     -------
@@ -270,6 +373,7 @@ def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iter
         n = n_new
         if done:
             break
+    n = _neck_surface_axis(mask_f, grid, centre, n, radius_mm, math.sqrt(areas_s.min() / math.pi))
     areas, cents = cross_sections(mask_f, grid, centre, n, ts, rmax, step_mm=0.4)
     areas_s = ndimage.uniform_filter1d(areas, 3, mode="nearest")
     i = int(np.argmin(areas_s))
