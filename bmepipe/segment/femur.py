@@ -260,6 +260,14 @@ NECK_DENT_MM = 3.75
 #: (tuned on phantoms: 1 of 0.7-2.5 mm; without it the in-plane axis error doubled, median 0.9 degree, at
 #: 0.75 mm pixels).
 NECK_FLARE_MM = 1.0
+#: The surface refit needs pixels fine enough to trace the neck's surface: at coarser pixels the boundary's
+#: steps exceed the biweight limits and the refit turned the axis by up to 18 degrees (phantom small suites,
+#: seeds 11/33/44, 1.8-3.1 mm pixels; two of their 144 hips then failed); the centroid axis is kept there
+#: (refits at 1.4-1.5 mm pixels, tuning suites 4401-4402: at most 5.9 degrees).
+NECK_SURFACE_MAX_PIXEL_MM = 1.6
+#: A refit turning the axis farther than this is not the trochanter's pull (4-6 degrees on the tuning suites'
+#: truth masks) but a failed fit: the centroid axis is kept.
+NECK_SURFACE_MAX_TURN_DEG = 8.0
 
 
 def _neck_surface_fit(rad, ends, ts, cos_t, sin_t):
@@ -350,7 +358,9 @@ def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iter
     (area within 4 % of the narrowest); after the first pass the sections are
     clipped to ``CLIP_FACTOR`` times the waist radius around the axis. The axis is then
     refitted to the neck's surface (:func:`_neck_surface_axis`), which the greater trochanter
-    does not pull where it joins the neck, and the narrowest section is measured along it.
+    does not pull where it joins the neck (at in-plane pixels up to ``NECK_SURFACE_MAX_PIXEL_MM``,
+    and unless it turns the axis by more than ``NECK_SURFACE_MAX_TURN_DEG``), and the narrowest
+    section is measured along the result.
 
     Returns
     -------
@@ -373,7 +383,10 @@ def neck_axis(mask_f: np.ndarray, grid: Grid, centre, radius_mm: float, n0, iter
         n = n_new
         if done:
             break
-    n = _neck_surface_axis(mask_f, grid, centre, n, radius_mm, math.sqrt(areas_s.min() / math.pi))
+    if max(grid.spacing[:2]) <= NECK_SURFACE_MAX_PIXEL_MM:
+        n_surface = _neck_surface_axis(mask_f, grid, centre, n, radius_mm, math.sqrt(areas_s.min() / math.pi))
+        if float(n_surface @ n) >= math.cos(math.radians(NECK_SURFACE_MAX_TURN_DEG)):
+            n = n_surface
     areas, cents = cross_sections(mask_f, grid, centre, n, ts, rmax, step_mm=0.4)
     areas_s = ndimage.uniform_filter1d(areas, 3, mode="nearest")
     i = int(np.argmin(areas_s))
