@@ -9,7 +9,12 @@ cannot tell the femur from the fat around it. What still separates them:
   shorter T1 is not nulled by the fat inversion time, so marrow sits a little above the
   suppressed fat (the darkest mode of the image);
 * muscle is the reference (1.0 after :func:`bmepipe.normalize.standardize`);
-* joint fluid and effusion are brighter than marrow edema (longer T2);
+* joint fluid and effusion are brighter than marrow edema (longer T2), and where they lie in
+  thin layers (the capsular recess along the neck, the joint space) they are brighter than
+  everything around them, found with a relative white top-hat, whereas edema fills the marrow
+  broadly;
+* water-rich (red) marrow can be as bright as muscle, but it lies inside the cortex: muscle-like
+  patches enclosed by marrow and cortex lines are marrow;
 * the head sphere (found before, from the articular surface) is bone whatever its signal.
 
 These give a marrow-like / cortex-like classification that is turned into a T1-like
@@ -32,13 +37,14 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice, square_opening
+from .._morphology import fill_holes_per_slice, square_closing, square_opening
 from . import hips as _hips
 from .sphere import Grid
 from .types import SideSegmentation
 
 __all__ = ["t1_surrogate", "segment_side_fluid", "MARROW_FAT_FRACTION", "MUSCLE_RANGE", "FLUID_EDEMA_RATIO",
-           "CORTEX_LINE_DEPTH", "NECK_PRIOR_DIRECTION_DEG", "NECK_CONE_DEG", "FLUID_RADIUS_OFFSET_MM"]
+           "CORTEX_LINE_DEPTH", "FLUID_LAYER_DEPTH", "NECK_PRIOR_DIRECTION_DEG", "NECK_CONE_DEG",
+           "FLUID_RADIUS_OFFSET_MM"]
 
 #: Marrow / fat threshold: this fraction of the way from the suppressed-fat level (the darkest mode
 #: of the hip's box) to the head marrow level (median of the head interior below muscle), at least
@@ -51,6 +57,13 @@ MARROW_PERCENTILE = 50.0
 #: are no marrow. *Tuned* (0.85-0.9 / 1.1-1.25 tried).
 MUSCLE_RANGE = (0.9, 1.1)
 MUSCLE_OPENING_PX = 2
+#: ... unless they are enclosed per slice by marrow and cortex lines: water-rich (red) marrow reaches muscle
+#: signal on T2 fat-saturated images (0.96-1.0 x muscle in the shaft of both hips of 4402_4), and its
+#: muscle-like patches, cut from the cortex by the opening, broke the femur at the head-neck junction.
+#: Marrow and lines are closed over this width (pixels) first, so that a one-pixel gap where a blurred
+#: cortex line meets the head does not let the patch out. *Tuned* (3 and 5 gave the same hips; without
+#: the closing one of the two hips stayed broken).
+ENCLOSURE_CLOSING_PX = 3
 #: Joint fluid / effusion: brighter than this fraction of the joint fluid level (95th percentile
 #: just outside the head) is not marrow, unless edema of the head's base is as bright
 #: (``EDEMA_MARGIN`` x its 90th percentile); never below muscle + 0.3, never above ``FLUID_MAX``.
@@ -58,6 +71,19 @@ MUSCLE_OPENING_PX = 2
 FLUID_EDEMA_RATIO = 0.6
 EDEMA_MARGIN = 1.2
 FLUID_MAX = 8.0
+#: Thin fluid layers (effusion in the capsular recess along the neck, fluid in the joint space): brighter
+#: than muscle, and than the grey opening over ``FLUID_LAYER_WIDTH_MM`` by this fraction of their signal
+#: (the white counterpart of the cortex line), are no marrow whatever ``FLUID_EDEMA_RATIO`` and
+#: ``EDEMA_MARGIN`` allow: with edema in the head, effusion only 1.2-1.6x as bright as the edema was taken
+#: as marrow and joined the neck, thickening it by up to a slice. Marrow edema fills the marrow broadly
+#: and is no thin layer. *Tuned* (0.2-0.4 and 6-8 mm gave the same hips on 4401-4402; 4.5 mm fewer).
+FLUID_LAYER_DEPTH = 0.3
+FLUID_LAYER_WIDTH_MM = 6.0
+#: Fluid layers are only looked for down to this far below the head centre (mm): effusion stays inside the
+#: joint capsule, which ends at the intertrochanteric line, about the base of the neck (the neck-shaft point
+#: X lies 32-46 mm below C in the 32 tuning hips) [approx]. Below it the top-hat would only cost time (about
+#: half of the hip's box at 512 x 512).
+FLUID_LAYER_REACH_MM = 70.0
 #: Cortex line: the grey closing over ``CORTEX_LINE_WIDTH_MM`` exceeds the image by this fraction of
 #: the closing (and at least ``CORTEX_LINE_MIN`` x muscle). *Tuned* (0.35; 6 mm as the T1 barrier).
 CORTEX_LINE_DEPTH = 0.35
@@ -76,11 +102,10 @@ NECK_PRIOR_DIRECTION_DEG = (130.0, 15.0)
 #: where bone may continue (covers neck-shaft angles 100-146 and anteversion -10-30, anatomy.md).
 NECK_CONE_DEG = 50.0
 NECK_SHELL_MM = 22.0
-#: Marrow is a plateau: below muscle level, voxels whose in-plane gradient magnitude (Gaussian of
-#: ``PLATEAU_SIGMA_PX``) exceeds this (x muscle per mm) are the partial-volume band between muscle and
-#: fat, not marrow (thick slices cutting a muscle surface obliquely). *Tuned* (0.06-0.13 tried).
+#: Marrow is a plateau: below muscle level, voxels whose in-plane gradient magnitude (of the image smoothed
+#: for the tissue classes, ``SMOOTHING_PX``) exceeds this (x muscle per mm) are the partial-volume band
+#: between muscle and fat, not marrow (thick slices cutting a muscle surface obliquely). *Tuned* (0.06-0.13 tried).
 PLATEAU_GRAD = 0.1
-PLATEAU_SIGMA_PX = 1.0
 #: The head sphere (radius minus this, mm) is bone whatever its signal (edema, necrosis).
 HEAD_BALL_MARGIN_MM = 1.5
 #: The fluid-only sphere fit finds the articular surface this much inside the true one (mm, median
@@ -91,6 +116,15 @@ FLUID_RADIUS_OFFSET_MM = 0.35
 def _mode(values: np.ndarray, lo: float, hi: float, step: float = 0.01) -> float:
     hist, edges = np.histogram(values, bins=np.arange(lo, hi + step / 2, step))
     return float(edges[np.argmax(hist)] + step / 2)
+
+
+def _smooth_and_gradient(image: np.ndarray, sigma_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane Gaussian of ``image`` and the magnitude of its in-plane gradient (per pixel), five 1-D passes."""
+    across = ndimage.gaussian_filter1d(image, sigma_px, axis=2)
+    smooth = ndimage.gaussian_filter1d(across, sigma_px, axis=1)
+    d_row = ndimage.gaussian_filter1d(across, sigma_px, axis=1, order=1)
+    d_col = ndimage.gaussian_filter1d(ndimage.gaussian_filter1d(image, sigma_px, axis=1), sigma_px, axis=2, order=1)
+    return smooth, np.hypot(d_row, d_col)
 
 
 def _neck_prior(side: str) -> np.ndarray:
@@ -124,16 +158,21 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     roi = _hips._roi(grid, lo, hi)
     sub = _hips._sub_grid(grid, roi)
     F = fluid[roi]
-    Fs = ndimage.gaussian_filter(F, (0, SMOOTHING_PX, SMOOTHING_PX))
+    Fs, grad = _smooth_and_gradient(F, SMOOTHING_PX)
+    grad /= min(sub.spacing[:2])  # in-plane only: thick slices
     X_, Y_, Z_ = sub.axis_coordinates()
     px, py, pz = X_ - np.float32(c[0]), Y_ - np.float32(c[1]), Z_ - np.float32(c[2])
     rr = np.sqrt(px * px + py * py + pz * pz)
+    # the head and the shell around it, where the neck cone matters (a quarter of the box or less)
+    found = ndimage.find_objects((rr < r + NECK_SHELL_MM).view(np.uint8))
+    hb = found[0] if found else (slice(0, 0),) * 3
     n_prior = _neck_prior(side)
-    cosang = (px * n_prior[0] + py * n_prior[1] + pz * n_prior[2]) / np.maximum(rr, 1e-3)
+    rr_h, Fs_h = rr[hb], Fs[hb]
+    cosang = (px[hb] * n_prior[0] + py[hb] * n_prior[1] + pz[hb] * n_prior[2]) / np.maximum(rr_h, 1e-3)
 
     # marrow above suppressed fat: levels from the darkest mode and the head interior
     fat = _mode(Fs[Fs < 0.7], 0.0, 0.7)
-    inner = Fs[(rr < r - 4.0) & (Fs > fat + 0.02) & (Fs < MUSCLE_RANGE[0])]
+    inner = Fs_h[(rr_h < r - 4.0) & (Fs_h > fat + 0.02) & (Fs_h < MUSCLE_RANGE[0])]
     marrow_level = float(np.percentile(inner, MARROW_PERCENTILE)) if inner.size > 50 else fat + 2 * MARROW_FAT_GAP[0]
     gap = min(max(MARROW_FAT_GAP[0], MARROW_FAT_FRACTION * (marrow_level - fat)), MARROW_FAT_GAP[1])
     dark = Fs < fat + gap
@@ -142,37 +181,48 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     size = max(3, int(round(CORTEX_LINE_WIDTH_MM / min(sub.spacing[:2]))) | 1)
     closed = ndimage.grey_closing(Fl, size=(1, size, size))
     line = (closed - Fl) > np.maximum(CORTEX_LINE_MIN, CORTEX_LINE_DEPTH * closed)
+    # thin bright layers of fluid (effusion along the neck), brighter than everything around them, in the capsule
+    size = max(3, int(round(FLUID_LAYER_WIDTH_MM / min(sub.spacing[:2]))) | 1)
+    fluid_layer = np.zeros(F.shape, bool)
+    capsule = ndimage.find_objects((pz > -FLUID_LAYER_REACH_MM).view(np.uint8))
+    if capsule:
+        b = capsule[0]
+        fluid_layer[b] = (Fl[b] - ndimage.grey_opening(Fl[b], size=(1, size, size))) > FLUID_LAYER_DEPTH * Fl[b]
+    fluid_layer &= Fs > MUSCLE_RANGE[1]
     # joint fluid and effusion brighter than the edema of the head's base
-    joint = Fs[(rr > r + 0.5) & (rr < r + 4.0)]
+    joint = Fs_h[(rr_h > r + 0.5) & (rr_h < r + 4.0)]
     fluid_level = float(np.percentile(joint, 95)) if joint.size else FLUID_MAX
-    base = Fs[(rr > 0.3 * r) & (rr < r - 3.0) & (cosang > 0.5)]
+    base = Fs_h[(rr_h > 0.3 * r) & (rr_h < r - 3.0) & (cosang > 0.5)]
     edema_level = float(np.percentile(base, 90)) if base.size else FLUID_MAX
     fluid_min = max(MUSCLE_RANGE[1] + 0.3, min(FLUID_MAX, max(FLUID_EDEMA_RATIO * fluid_level,
                                                                EDEMA_MARGIN * edema_level)))
-    sig = (0, PLATEAU_SIGMA_PX, PLATEAU_SIGMA_PX)
-    grad = np.hypot(ndimage.gaussian_filter(F, sig, order=(0, 1, 0)), ndimage.gaussian_filter(F, sig, order=(0, 0, 1)))
-    grad /= min(sub.spacing[:2])  # in-plane only: thick slices
     plateau = grad < PLATEAU_GRAD
     muscle = (Fs > MUSCLE_RANGE[0]) & (Fs < MUSCLE_RANGE[1])
     muscle = square_opening(muscle, 2 * MUSCLE_OPENING_PX + 1, mode="reflect")
-    marrow = ~dark & ~line & ~muscle & (Fs < fluid_min) & (plateau | (Fs >= MUSCLE_RANGE[0]))
+    marrow = ~dark & ~line & ~muscle & ~fluid_layer & (Fs < fluid_min) & (plateau | (Fs >= MUSCLE_RANGE[0]))
     # muscle-like patches enclosed by marrow (marrow as bright as muscle, the fading edge of edema);
     # the opening first cuts the one- or two-pixel partial-volume rims around muscles
-    marrow |= fill_holes_per_slice(square_opening(marrow, 3, mode="reflect")) & ~dark & ~line
-    marrow |= rr < r - HEAD_BALL_MARGIN_MM
+    marrow |= fill_holes_per_slice(square_opening(marrow, 3, mode="reflect")) & ~dark & ~line & ~fluid_layer
+    # ... and muscle patches enclosed by marrow and the cortex (red marrow as bright as muscle)
+    marrow |= fill_holes_per_slice(square_closing(marrow | line, ENCLOSURE_CLOSING_PX)) & muscle
+    marrow[hb] |= rr_h < r - HEAD_BALL_MARGIN_MM
     # around the head, bone continues only in the neck cone: the acetabulum stays apart
     outside_cone = cosang < math.cos(math.radians(NECK_CONE_DEG))
-    shell = (rr >= r - HEAD_BALL_MARGIN_MM) & (rr < r + NECK_SHELL_MM) & outside_cone
-    pelvis = marrow & shell & (rr > r + 2.0)
-    marrow &= ~shell
+    shell = (rr_h >= r - HEAD_BALL_MARGIN_MM) & (rr_h < r + NECK_SHELL_MM) & outside_cone
+    pelvis = np.zeros(F.shape, bool)
+    pelvis[hb] = marrow[hb] & shell & (rr_h > r + 2.0)
+    marrow[hb] &= ~shell
     # cortex-like: darker than fat where fat saturation leaves fat some signal, and near marrow
-    floor = float(np.percentile(Fs, 1.0))
+    floor = float(np.percentile(Fs[:, ::2, ::2], 1.0))  # every other pixel: the same level, a quarter of the work
     cortex_max = floor + 0.5 * (fat - floor) if fat - floor > 0.12 else fat + gap
     k = max(1, int(round(CORTEX_MAX_MM / min(sub.spacing[:2]))))
     near = ndimage.maximum_filter(marrow.view(np.uint8), size=(1, 2 * k + 1, 2 * k + 1)).astype(bool)
     cortex = ((dark & (Fs < cortex_max)) | line) & near
+    box = np.ones(F.shape, np.float32)
+    box[cortex | pelvis] = 0.3
+    box[marrow] = 3.0
     out = np.zeros(fluid.shape, np.float32)
-    out[roi] = np.where(marrow, 3.0, np.where(cortex | pelvis, 0.3, 1.0))
+    out[roi] = box
     return out
 
 
