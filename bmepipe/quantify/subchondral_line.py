@@ -45,11 +45,12 @@ __all__ = ["find_subchondral_line"]
 #: enough that the plane stays local [tuned on seeds 11, 33, 44: 5-12 tried; 7-9 within 2 hips of each
 #: other per suite, 5 and 12 lose 2-4 hips within one voxel].
 LINE_FIT_MARGIN_MM = 8.0
-#: Search of the ellipse's centre along the coronal axis, +- this distance (mm) from the footprint's
-#: thickness-weighted centroid [tuned on seeds 11, 33, 44: 3, 4 and 6 agree within 1 hip].
+#: Search of the ellipse's centre along the coronal axis, +- about this distance (mm, whole coarse steps) from
+#: the footprint's thickness-weighted centroid [tuned on seeds 11, 33, 44: 3, 4 and 6 agree within 1 hip].
 LINE_FIT_CENTRE_MM = 4.0
-#: Semi-axis range (mm) of the fitted ellipse along the coronal arc: lines 4 to 40 mm long (more than
-#: the head's quarter circumference is no subchondral line) [not tuned: 15 and 25 give the same results].
+#: Semi-axis range (mm) of the fitted ellipse along the coronal arc; a fit within one coarse step of the
+#: upper end (a line of 37 mm or more: beyond the head's quarter circumference, no subchondral line) falls
+#: back to the mid-coronal cell count [not tuned: 15 and 25 give the same results].
 LINE_FIT_SEMI_AXIS_MM = (2.0, 20.0)
 #: AP / coronal axis ratios of the coarse search; the refinement moves +-0.1 around the best one
 #: [seeds 11, 33, 44: wide on purpose; (0.6, 0.8, 1.0) changes 1-2 hips per suite].
@@ -110,10 +111,11 @@ def _footprint_length(frame: HeadFrame, thick: np.ndarray, valid: np.ndarray, fo
 
     Rays are laid flat on the line's sphere: x = coronal angle from the superior axis (atan2(u, w)),
     y = AP latitude (asin(a)), both x ``radius_line``; a shift of the line's centre along the
-    mid-coronal great circle shifts x only. Near the pole, where the phi grid is denser than the
-    theta grid, every k-th ray of a ring is used with k times its weight (solid angle). None if too
-    few rays, or if the best ellipse reaches the longest semi-axis searched (it then fits a broad
-    hump of the background, not the line).
+    mid-coronal great circle shifts x only; y is taken from the footprint's thickness-weighted AP
+    centre, so a line off the coronal plane is fitted where it lies. Near the pole, where the phi grid
+    is denser than the theta grid, every k-th ray of a ring is used with k times its weight (solid
+    angle; the pole itself once). None if too few rays, or if the best ellipse reaches the longest
+    semi-axes searched (it then fits a broad hump of the background, not the line).
     """
     q = frame.local_directions
     x = np.arctan2(q[..., 0], q[..., 2]) * radius_line
@@ -122,9 +124,12 @@ def _footprint_length(frame: HeadFrame, thick: np.ndarray, valid: np.ndarray, fo
     dth = float(th[1] - th[0])
     sin_t = np.maximum(np.sin(th), dth / 4)
     k = np.minimum(np.floor(1.0 / sin_t), len(frame.phi_deg)).astype(int)
+    k[th == 0.0] = len(frame.phi_deg)  # every ray of the pole row is the same direction
     thin = (np.arange(len(frame.phi_deg))[None, :] % k[:, None]) == 0
     w = np.where(valid & thin & (frame.theta_deg <= theta_max_deg)[:, None], (sin_t * k)[:, None], 0.0)
-    fx, fy, ft = x[foot], y[foot], np.clip(thick[foot], 1e-6, None)
+    ft = np.clip(thick[foot], 1e-6, None)
+    y = y - np.average(y[foot], weights=ft)
+    fx, fy = x[foot], y[foot]
     box = ((x >= fx.min() - LINE_FIT_MARGIN_MM) & (x <= fx.max() + LINE_FIT_MARGIN_MM)
            & (y >= fy.min() - LINE_FIT_MARGIN_MM) & (y <= fy.max() + LINE_FIT_MARGIN_MM))
     sel = (w > 0) & box
@@ -135,7 +140,8 @@ def _footprint_length(frame: HeadFrame, thick: np.ndarray, valid: np.ndarray, fo
     edge = dth * radius_line
     coarse, fine, finest = LINE_FIT_STEPS_MM
     cx0 = float(np.average(fx, weights=ft))
-    cx = cx0 + np.arange(-LINE_FIT_CENTRE_MM, LINE_FIT_CENTRE_MM + 1e-9, coarse)
+    n_c = int(round(LINE_FIT_CENTRE_MM / coarse))
+    cx = cx0 + coarse * np.arange(-n_c, n_c + 1)
     a = np.arange(LINE_FIT_SEMI_AXIS_MM[0], LINE_FIT_SEMI_AXIS_MM[1] + 1e-9, coarse)
     ratio = np.asarray(LINE_FIT_RATIOS, float)
     best = None
@@ -147,10 +153,10 @@ def _footprint_length(frame: HeadFrame, thick: np.ndarray, valid: np.ndarray, fo
             ratio = best[2] + np.arange(-r_span, r_span + 1e-9, 0.05)
             ratio = ratio[ratio > 0.1]
         sse = _ellipse_sse(X, Y, Z, W, basis, cx, a, ratio, edge)
-        i, j, k = np.unravel_index(int(np.argmin(sse)), sse.shape)
-        if not np.isfinite(sse[i, j, k]):
+        i, j, m = np.unravel_index(int(np.argmin(sse)), sse.shape)
+        if not np.isfinite(sse[i, j, m]):
             return None
-        best = (cx[i], a[j], ratio[k])
+        best = (cx[i], a[j], ratio[m])
     if best[1] >= LINE_FIT_SEMI_AXIS_MM[1] - coarse:
         return None  # stopped at the search's edge: a broad background hump, not the line's ends
     return float(2.0 * best[1])
@@ -241,6 +247,8 @@ def find_subchondral_line(frame: HeadFrame, fluid_rays: np.ndarray, head_rays: n
     fitted = _footprint_length(frame, thick, bright, foot, radius_line, theta_max_deg)
     if fitted is not None:
         length = fitted
+        if length < params.line_min_length_mm:
+            return None
     depths = per_ray_depth[foot]
     return {
         "length_mm": length,
