@@ -9,7 +9,7 @@ and optimizer on the native grids with 3 levels (shrink 4, 2, 1). Each run uses 
 
 Table 2, ``normalize_study`` per step (bias x2, grid, standardization, QC) on the same study.
 
-Table 3, standardization: one anatomy scanned at 1.5 / 3 T, SNR 12 / 40, with / without bias
+Table 3, standardization: each anatomy (``--seeds``) scanned at 1.5 / 3 T, SNR 12 / 40, with / without bias
 (256 x 256 x 20 to keep it quick): the standardized value (muscle = 1) of each tissue, measured in
 tissue masks rendered from the phantom's anatomy, against the un-standardized baseline (raw signal
 relative to its own median over the variants); spread = max / min - 1.

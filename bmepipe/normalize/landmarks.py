@@ -60,18 +60,18 @@ T1_FAT_FRACTION = 0.7
 #: Depth band (mm) below the skin where fat is subcutaneous fat: past the skin's partial volume,
 #: before deep fat and fatty marrow [approx].
 SUBCUTANEOUS_BAND_MM = (3.0, 25.0)
-#: Fluid candidates: fluid-sensitive signal above this many times muscle, T1 below muscle [approx:
-#: free fluid is 3-6x muscle on STIR/T2-FS but only about 2x on PD-FS (TE 30-45 ms barely decays
-#: muscle's T2 of 30-45 ms: S = PD (1 - e^-TR/T1) e^-TE/T2, mr_physics.md sections 1-2 and table 1;
-#: phantom PD-FS bladders 1.9-2.5x), and darker than muscle on T1]. Equal to ``MIN_FLUID_LANDMARK``:
-#: a PD-FS bladder must not fall below the candidate cut and lose the landmark.
-FLUID_MIN_RATIO = 1.5
 #: Smallest fluid compartment (ml) used as a landmark (bladder: tens to hundreds of ml).
 MIN_FLUID_ML = 5.0
 #: A fat landmark at or above this many times muscle means fat suppression failed: not used.
 MAX_FAT_LANDMARK = 0.5
 #: A fluid landmark below this many times muscle is not free fluid: not used.
 MIN_FLUID_LANDMARK = 1.5
+#: Fluid candidates: fluid-sensitive signal above this many times muscle, T1 below muscle [approx:
+#: free fluid is 3-6x muscle on STIR/T2-FS but only about 2x on PD-FS (TE 30-45 ms barely decays
+#: muscle's T2 of 30-45 ms: S = PD (1 - e^-TR/T1) e^-TE/T2, mr_physics.md sections 1-2 and table 1;
+#: phantom PD-FS bladders 1.9-2.5x), and darker than muscle on T1]. The landmark's own floor: a PD-FS
+#: bladder must not fall below the candidate cut and lose the landmark.
+FLUID_MIN_RATIO = MIN_FLUID_LANDMARK
 _MIN_FAT_VOXELS = 200
 
 

@@ -309,8 +309,8 @@ def _neck_surface_axis(mask_f: np.ndarray, grid: Grid, centre, n, radius_mm: flo
     (:func:`_neck_surface_fit`, Tukey biweight with ``NECK_BULGE_MM`` outwards and ``NECK_DENT_MM`` inwards):
     rays running into the trochanter (bone to the end of the ray, or a bulge) carry no weight, unlike in
     area centroids. Sections where fewer than half of the rays end are left out, and so are sections wider
-    than the narrowest by ``NECK_FLARE_MM`` (then the fit is repeated). Returns the unit axis (``n`` if
-    fewer than three sections remain).
+    than the narrowest by ``NECK_FLARE_MM`` (then the fit is repeated). Returns the unit axis (that of
+    the last pass when fewer than three sections remain: ``n`` itself if on the first).
     """
     c = np.asarray(centre, float)
     d1 = math.sqrt(max(radius_mm**2 - neck_radius_mm**2, 0.0))

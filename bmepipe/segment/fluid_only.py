@@ -184,9 +184,9 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     # thin bright layers of fluid (effusion along the neck), brighter than everything around them, in the capsule
     size = max(3, int(round(FLUID_LAYER_WIDTH_MM / min(sub.spacing[:2]))) | 1)
     fluid_layer = np.zeros(F.shape, bool)
-    capsule = ndimage.find_objects((pz > -FLUID_LAYER_REACH_MM).view(np.uint8))
-    if capsule:
-        b = capsule[0]
+    reach = ndimage.find_objects((pz > -FLUID_LAYER_REACH_MM).view(np.uint8))
+    if reach:
+        b = reach[0]
         fluid_layer[b] = (Fl[b] - ndimage.grey_opening(Fl[b], size=(1, size, size))) > FLUID_LAYER_DEPTH * Fl[b]
     fluid_layer &= Fs > MUSCLE_RANGE[1]
     # joint fluid and effusion brighter than the edema of the head's base
@@ -213,7 +213,7 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     pelvis[hb] = marrow[hb] & shell & (rr_h > r + 2.0)
     marrow[hb] &= ~shell
     # cortex-like: darker than fat where fat saturation leaves fat some signal, and near marrow
-    floor = float(np.percentile(Fs[:, ::2, ::2], 1.0))  # every other pixel: the same level, a quarter of the work
+    floor = float(np.percentile(Fs[:, ::2, ::2], 1.0))  # every other pixel: about the same level, a quarter of the work
     cortex_max = floor + 0.5 * (fat - floor) if fat - floor > 0.12 else fat + gap
     k = max(1, int(round(CORTEX_MAX_MM / min(sub.spacing[:2]))))
     near = ndimage.maximum_filter(marrow.view(np.uint8), size=(1, 2 * k + 1, 2 * k + 1)).astype(bool)
