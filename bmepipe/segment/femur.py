@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice, square_opening
+from .._morphology import fill_holes_per_slice, in_plane_window_px, square_opening
 from .sphere import Grid, fibonacci_directions
 
 __all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes",
@@ -104,7 +104,7 @@ def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 6.0, dept
     thinner than the resolution no longer reaches the cortex threshold, but it still
     dips below its bright neighbours by more than ``depth`` (x muscle).
     """
-    size = max(3, int(round(width_mm / min(spacing_mm[:2]))) | 1)
+    size = in_plane_window_px(width_mm, spacing_mm)
     closed = ndimage.grey_closing(image, size=(1, size, size))
     return (closed - image) > depth
 
@@ -212,6 +212,13 @@ def _tangential_slices(mask: np.ndarray, spacing_mm, depth_mm: float) -> np.ndar
     return out & ~mask
 
 
+def _section_basis(axis) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane perpendicular to the unit ``axis`` (right-handed with it)."""
+    e1 = np.cross(axis, [0.0, 1.0, 0.0] if abs(axis[1]) < 0.9 else [1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(axis, e1)
+
+
 def cross_sections(mask_f: np.ndarray, grid: Grid, centre, axis, ts, max_radius_mm: float, step_mm: float = 0.6):
     """Area (mm^2) and centroid (LPS) of ``mask_f`` on planes perpendicular to ``axis`` at distances ``ts``.
 
@@ -219,9 +226,7 @@ def cross_sections(mask_f: np.ndarray, grid: Grid, centre, axis, ts, max_radius_
     so thick slices are handled by interpolation, not by voxel counting.
     """
     axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    e1 = np.cross(axis, [0.0, 1.0, 0.0] if abs(axis[1]) < 0.9 else [1.0, 0.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(axis, e1)
+    e1, e2 = _section_basis(axis)
     g = np.arange(-max_radius_mm, max_radius_mm + 1e-6, step_mm)
     a, b = np.meshgrid(g, g, indexing="ij")
     disc = a * a + b * b <= max_radius_mm**2
@@ -320,9 +325,7 @@ def _neck_surface_axis(mask_f: np.ndarray, grid: Grid, centre, n, radius_mm: flo
     step = 0.4  # mm along the rays
     r = np.arange(0.5 * neck_radius_mm, 1.1 * radius_mm + 1e-6, step)  # the boundary lies beyond half r_n
     for _ in range(iterations):
-        e1 = np.cross(n, [0.0, 1.0, 0.0] if abs(n[1]) < 0.9 else [1.0, 0.0, 0.0])
-        e1 /= np.linalg.norm(e1)
-        e2 = np.cross(n, e1)
+        e1, e2 = _section_basis(n)
         dirs = cos_t[:, None] * e1 + sin_t[:, None] * e2
         p = c + ts[:, None, None, None] * n + r[None, None, :, None] * dirs[None, :, None, :]
         v = _sample(mask_f, grid, p)
