@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["erode_square", "fill_holes_per_slice", "square_opening", "square_closing"]
+__all__ = ["erode_square", "fill_holes_per_slice", "square_opening", "square_closing", "in_plane_window_px"]
 
 # 4-connected in-plane, nothing across slices: each slice is labelled on its own
 _IN_PLANE_CROSS = np.zeros((3, 3, 3), bool)
@@ -35,6 +35,12 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
         outside[edge] = True
     outside[0] = False  # label 0 is the mask itself
     return ~outside[labels]
+
+
+def in_plane_window_px(width_mm: float, spacing_mm) -> int:
+    """Odd in-plane window (pixels, at least 3) spanning about ``width_mm`` at the finer in-plane spacing
+    (``spacing_mm`` is (x, y, ...) in mm), for grey openings and closings."""
+    return max(3, int(round(width_mm / min(spacing_mm[:2]))) | 1)
 
 
 def _odd(width: int) -> int:

@@ -37,7 +37,7 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice, square_closing, square_opening
+from .._morphology import fill_holes_per_slice, in_plane_window_px, square_closing, square_opening
 from . import hips as _hips
 from .sphere import Grid
 from .types import SideSegmentation
@@ -178,16 +178,16 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     dark = Fs < fat + gap
     # cortex lines: thin dark lines between brighter tissue, whatever that tissue is
     Fl = ndimage.gaussian_filter(F, (0, LINE_SMOOTHING_PX, LINE_SMOOTHING_PX))
-    size = max(3, int(round(CORTEX_LINE_WIDTH_MM / min(sub.spacing[:2]))) | 1)
+    size = in_plane_window_px(CORTEX_LINE_WIDTH_MM, sub.spacing)
     closed = ndimage.grey_closing(Fl, size=(1, size, size))
     line = (closed - Fl) > np.maximum(CORTEX_LINE_MIN, CORTEX_LINE_DEPTH * closed)
     # thin bright layers of fluid (effusion along the neck), brighter than everything around them, in the capsule
-    size = max(3, int(round(FLUID_LAYER_WIDTH_MM / min(sub.spacing[:2]))) | 1)
+    layer_size = in_plane_window_px(FLUID_LAYER_WIDTH_MM, sub.spacing)
     fluid_layer = np.zeros(F.shape, bool)
     reach = ndimage.find_objects((pz > -FLUID_LAYER_REACH_MM).view(np.uint8))
     if reach:
         b = reach[0]
-        fluid_layer[b] = (Fl[b] - ndimage.grey_opening(Fl[b], size=(1, size, size))) > FLUID_LAYER_DEPTH * Fl[b]
+        fluid_layer[b] = (Fl[b] - ndimage.grey_opening(Fl[b], size=(1, layer_size, layer_size))) > FLUID_LAYER_DEPTH * Fl[b]
     fluid_layer &= Fs > MUSCLE_RANGE[1]
     # joint fluid and effusion brighter than the edema of the head's base
     joint = Fs_h[(rr_h > r + 0.5) & (rr_h < r + 4.0)]
