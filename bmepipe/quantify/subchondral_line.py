@@ -106,10 +106,11 @@ def _ellipse_sse(X, Y, Z, W, basis, cx, a, ratio, edge):
 
 
 def _footprint_length(frame: HeadFrame, thick: np.ndarray, valid: np.ndarray, foot: np.ndarray,
-                      radius_line: float, theta_max_deg: float) -> Optional[float]:
+                      radius_line: float) -> Optional[float]:
     """Coronal diameter (mm) of the ellipse plus baseline plane best fitting the thickness map around the footprint.
 
-    Rays are laid flat on the line's sphere: x = coronal angle from the superior axis (atan2(u, w)),
+    ``valid`` marks the rays the fit may use (bright marrow under the head sphere, within the searched
+    angle from superior). Rays are laid flat on the line's sphere: x = coronal angle from the superior axis (atan2(u, w)),
     y = AP latitude (asin(a)), both x ``radius_line``; a shift of the line's centre along the
     mid-coronal great circle shifts x only; y is taken from the footprint's thickness-weighted AP
     centre, so a line off the coronal plane is fitted where it lies. Near the pole, where the phi grid
@@ -126,7 +127,7 @@ def _footprint_length(frame: HeadFrame, thick: np.ndarray, valid: np.ndarray, fo
     k = np.minimum(np.floor(1.0 / sin_t), len(frame.phi_deg)).astype(int)
     k[th == 0.0] = len(frame.phi_deg)  # every ray of the pole row is the same direction
     thin = (np.arange(len(frame.phi_deg))[None, :] % k[:, None]) == 0
-    w = np.where(valid & thin & (frame.theta_deg <= theta_max_deg)[:, None], (sin_t * k)[:, None], 0.0)
+    w = np.where(valid & thin, (sin_t * k)[:, None], 0.0)
     ft = np.clip(thick[foot], 1e-6, None)
     y = y - np.average(y[foot], weights=ft)
     fx, fy = x[foot], y[foot]
@@ -244,7 +245,7 @@ def find_subchondral_line(frame: HeadFrame, fluid_rays: np.ndarray, head_rays: n
     thickness = float(np.median(thick[coronal])) if coronal.any() else float(np.median(thick[foot]))
     # the length from the whole footprint: an ellipse on a local baseline plane (module docstring);
     # the mid-coronal cell count where the fit has too few rays or runs to its longest ellipse
-    fitted = _footprint_length(frame, thick, bright, foot, radius_line, theta_max_deg)
+    fitted = _footprint_length(frame, thick, bright, foot, radius_line)
     if fitted is not None:
         length = fitted
         if length < params.line_min_length_mm:
