@@ -85,6 +85,15 @@ def full_resolution_mi(fixed: sitk.Image, moving: sitk.Image, seed: int = 1) -> 
     return reg.Execute(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
 
 
+def _spread(values: np.ndarray):
+    """max / min - 1; None for values near 0 (suppressed fat on the landmark scale), where it means nothing."""
+    return float(values.max() / values.min() - 1) if values.min() > 0.05 else None
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def standardization_table(seeds=(7,), kinds=("stir",)) -> list:
     """Table 3 for every anatomy seed and fluid-sensitive sequence kind; one row per (seed, kind, series, tissue)."""
     import normalize_synth as ns
@@ -125,20 +134,17 @@ def standardization_table(seeds=(7,), kinds=("stir",)) -> list:
                         v["raw"].append(float(a[masks[tissue]].mean()))
             for (which, tissue), v in values.items():
                 s, r = np.array(v["std"]), np.array(v["raw"])
-                # spreads of values near 0 (suppressed fat on the landmark scale) are meaningless: max-min instead
-                ratio = (lambda x: float(x.max() / x.min() - 1) if x.min() > 0.05 else None)  # noqa: E731
-                same = [ratio(s[[0, 2]]), ratio(s[[1, 3]])]
+                same, spread = [_spread(s[[0, 2]]), _spread(s[[1, 3]])], _spread(s)
                 row = {"seed": seed, "fluid_kind": kind, "series": which, "tissue": tissue,
                        "values": [round(float(x), 3) for x in s],
                        "spread_same_field": None if None in same else round(max(same), 3),
-                       "spread_all": None if ratio(s) is None else round(ratio(s), 3),
+                       "spread_all": None if spread is None else round(spread, 3),
                        "max_minus_min": round(float(s.max() - s.min()), 3),
                        "raw_spread_all": round(float(r.max() / r.min() - 1), 3)}
                 rows.append(row)
-                pct = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
                 vals = " ".join(f"{x:6.3f}" for x in s)
-                print(f"{seed:4d} {kind:5s} {which:9s} {tissue:7s} {vals:>30s} {pct(row['spread_same_field']):>14s} "
-                      f"{pct(row['spread_all']):>11s} {row['max_minus_min']:8.3f} {row['raw_spread_all']:15.1%}")
+                print(f"{seed:4d} {kind:5s} {which:9s} {tissue:7s} {vals:>30s} {_pct(row['spread_same_field']):>14s} "
+                      f"{_pct(row['spread_all']):>11s} {row['max_minus_min']:8.3f} {row['raw_spread_all']:15.1%}")
     print("\nlargest spread across field strength, SNR and bias (target: every tissue within 10 %):")
     for which in ("fluid", "fluid_std", "t1"):
         cells = []
