@@ -157,3 +157,19 @@ def test_a_pd_fat_saturated_bladder_is_the_fluid_landmark(field_strength_t):
     assert truth["urine"] < 2.5
     assert lm.comparable, lm.notes
     assert abs(lm.fluid / truth["urine"] - 1) <= 0.05, (lm.fluid, truth["urine"])
+
+
+@pytest.mark.parametrize("fluid_kind", ["stir", "pd_fs"])
+@pytest.mark.parametrize("field_strength_t", [1.5, 3.0])
+def test_without_t1_the_bladder_alone_is_the_fluid_landmark(fluid_kind, field_strength_t):
+    # no T1 to confirm fluid by its dark T1 signal: the fluid cut (1.5 x muscle) must still pick the bladder
+    # and not its partial-volume rim or the brighter edge of fat
+    acq = AcquisitionSpec(**SMALL, field_strength_t=field_strength_t, snr=20.0, fluid_kind=fluid_kind, with_t1=False)
+    study = generate_study(PhantomSpec.random(7, acquisition=acq))
+    assert not any(s.name == "cor_t1" for s in study.series)
+    truth = ns.phantom_signal_ratios(study, "cor_fluid")
+    fluid = correct_bias(ns.phantom_image(study.get("cor_fluid")))[0]
+    lm = standardize(fluid, None, body=body_mask(fluid)).landmarks
+    assert lm.fat is None and any("no T1 series" in n for n in lm.notes)  # fat needs T1 to be located
+    assert lm.fluid is not None, lm.notes
+    assert abs(lm.fluid / truth["urine"] - 1) <= 0.05, (lm.fluid, truth["urine"])
