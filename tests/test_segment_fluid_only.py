@@ -2,8 +2,9 @@
 
 Truth comes from the phantom's analytic anatomy (labels rasterized from implicit shapes), never
 from the segmentation code. Seed 4406 was not used while tuning
-(bmepipe.segment.fluid_only was tuned on the suites 4401 and 4402; 4405 was looked at too). The issue-6 thresholds for
-every region on the held-out suite are in test_segment_phantom.py (strict xfail while not met).
+(bmepipe.segment.fluid_only was tuned on the suites 4401 and 4402 and probe suites 9101, 9200, 9300-9303;
+4405 was looked at too). The issue-6 thresholds for
+every region on the held-out suite are in test_segment_phantom.py.
 Runtime: about 10 s (phantom generation included) and about 15 s for the analyze test.
 """
 
