@@ -21,8 +21,8 @@ from bmepipe.quantify.bme import bme_mask, edema_fraction
 from bmepipe.quantify.calibration import signal_ratio
 from bmepipe.quantify.effusion import effusion
 from bmepipe.quantify.headframe import head_frame
-from bmepipe.quantify.necrosis import (arc_angles_deg, arco_extent_group, collapse_depth_mm, fit_sphere, jic_type,
-                                       kerboul_grade)
+from bmepipe.quantify.necrosis import (acetabular_edge_deg, arc_angles_deg, arco_extent_group, collapse_depth_mm,
+                                       edge_frame, fit_sphere, jic_type, kerboul_grade)
 from bmepipe.segment.types import HipSegmentation, SideSegmentation
 
 
@@ -58,6 +58,20 @@ def test_jic_type_thirds_of_the_weight_bearing_portion(lateral_end, edge, expect
 def test_jic_none_outside_the_weight_bearing_portion():
     alpha = np.arange(-180.0, 180.0, 0.5)
     assert jic_type(alpha, (alpha > 100) & (alpha < 120), 30.0) is None
+
+
+def test_acetabular_edge_is_the_rim_notch_not_the_fat_beyond_it():
+    # roof 12 mm deep up to the rim at 33 deg, the labrum notch (2 mm), then periarticular fat joined to it
+    _, side = _ball_segmentation()
+    frame = edge_frame(head_frame(side))
+    assert frame.r_mm[0] == pytest.approx(frame.radius_mm) and frame.r_mm[-1] == pytest.approx(frame.radius_mm + 15.0)
+    depth_mm = np.where(frame.theta_deg < 33.0, 12.0, np.where(frame.theta_deg < 36.0, 2.0, 10.0))
+    rays = (frame.r_mm[None, None, :] - frame.radius_mm < depth_mm[:, None, None]).astype(np.float32)
+    assert acetabular_edge_deg(frame, rays) == 33.0
+    # without fat the first ray without acetabulum; without acetabulum the default
+    rays[frame.theta_deg >= 33.0] = 0.0
+    assert acetabular_edge_deg(frame, rays) == 33.0
+    assert acetabular_edge_deg(frame, np.zeros_like(rays), default=40.0) == 40.0
 
 
 @pytest.mark.parametrize("angle, grade", [(150.0, 1), (199.9, 1), (200.0, 2), (249.9, 2), (250.0, 3), (299.9, 3),

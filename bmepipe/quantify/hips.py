@@ -12,7 +12,7 @@ from .bme import bme_distribution, bme_mask, edema_fraction, normal_marrow_level
 from .calibration import signal_ratio
 from .effusion import effusion
 from .headframe import head_frame
-from .necrosis import (acetabular_edge_deg, arc_angles_deg, arco_extent_group, collapse_depth_mm,
+from .necrosis import (acetabular_edge_deg, arc_angles_deg, arco_extent_group, collapse_depth_mm, edge_frame,
                        find_necrotic_segment, jic_type, kerboul_grade)
 from .params import QuantifyParams
 from .subchondral_line import find_subchondral_line
@@ -210,8 +210,9 @@ def _avn_result(avn, seg_fit, necrosis, head, frame, side_seg, segmentation, par
         angles[plane] = float(inside.sum()) * float(alpha[1] - alpha[0])
         if plane == "coronal":
             acetab = side_seg.regions.get("acetabulum")
-            acet_rays = None if acetab is None else frame.sample(acetab.astype(np.float32), segmentation)
-            edge = acetabular_edge_deg(frame, acet_rays, default=params.weight_bearing_half_angle_deg)
+            meridian = edge_frame(frame)
+            acet_rays = None if acetab is None else meridian.sample(acetab.astype(np.float32), segmentation)
+            edge = acetabular_edge_deg(meridian, acet_rays, default=params.weight_bearing_half_angle_deg)
             avn.jic_type = jic_type(alpha, inside, edge, -params.weight_bearing_half_angle_deg)
     avn.kerboul_angle_deg = angles["coronal"] + angles["sagittal"]
     avn.kerboul_grade = kerboul_grade(avn.kerboul_angle_deg)

@@ -45,7 +45,7 @@ from .headframe import HeadFrame
 from .params import QuantifyParams
 
 __all__ = ["find_necrotic_segment", "fit_sphere", "jic_type", "kerboul_grade", "arco_extent_group",
-           "collapse_depth_mm", "acetabular_edge_deg", "arc_angles_deg"]
+           "collapse_depth_mm", "acetabular_edge_deg", "edge_frame", "arc_angles_deg"]
 
 #: Modified Kerboul grade lower bounds (degrees), Ha et al. 2006 (clinical.md section 4).
 KERBOUL_GRADES = (200.0, 250.0, 300.0)
@@ -85,6 +85,12 @@ NEAR_CENTRE_FRACTION = 0.15
 OFF_CENTRE_STEP_DEG = 6.0
 #: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
 ARCO_EXTENT = (15.0, 30.0)
+#: Depth (mm) beyond the head's sphere over which a ray meets the acetabulum: pelvic bone within R + 15 mm
+#: (regions.md).
+ACETABULUM_DEPTH_MM = 15.0
+#: Lateral centre-edge angles (degrees) the acetabular edge is looked for in: 10-62 degrees in 4151 hips
+#: (Jacobsen 2005, anatomy.md section 2); a sanity bound on the search for the rim.
+LATERAL_EDGE_RANGE_DEG = (10.0, 62.0)
 
 
 def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -248,19 +254,31 @@ def collapse_depth_mm(side_seg, half_angle_deg: float) -> Optional[float]:
     return float(max(0.0, -float(np.min(np.asarray(dev, float)[cone]))))
 
 
-def acetabular_edge_deg(frame: HeadFrame, acetabulum_rays: Optional[np.ndarray], default: float = 45.0) -> float:
-    """Lateral acetabular edge on the mid-coronal circle: largest lateral angle whose ray meets the acetabulum.
+def edge_frame(frame: HeadFrame) -> HeadFrame:
+    """The lateral half-meridian (phi = 0) of ``frame``, rays from R to R + ``ACETABULUM_DEPTH_MM``."""
+    step = float(frame.r_mm[1] - frame.r_mm[0])
+    r = np.arange(frame.radius_mm, frame.radius_mm + ACETABULUM_DEPTH_MM + 1e-9, step)
+    return HeadFrame(frame.center, frame.radius_mm, frame.axes, frame.theta_deg, np.zeros(1), r)
 
-    ``acetabulum_rays`` is the acetabulum mask sampled along the rays (theta, phi, r);
-    rays of the lateral half-meridian (phi = 0) between R and R + 15 mm count.
+
+def acetabular_edge_deg(frame: HeadFrame, acetabulum_rays: Optional[np.ndarray], default: float = 45.0) -> float:
+    """Lateral acetabular edge on the mid-coronal circle (degrees from superior): the ray of least acetabulum.
+
+    ``frame`` is an :func:`edge_frame` and ``acetabulum_rays`` the acetabulum mask sampled along its rays
+    (theta, 1, r). Up to the rim every ray crosses the thick roof; beyond it the segmented acetabulum may
+    go on as periarticular fat (T1-bright like marrow, below the rim), joined to the roof through the
+    labrum where partial volumes blur it. The labrum and the rim's cortex leave a notch: the edge is the
+    first ray with the fewest acetabulum samples among the angles of ``LATERAL_EDGE_RANGE_DEG``.
+    ``default`` when no ray meets the acetabulum.
     """
     if acetabulum_rays is None:
         return default
-    rsel = (frame.r_mm >= frame.radius_mm) & (frame.r_mm <= frame.radius_mm + 15.0)
-    hit = (acetabulum_rays[:, 0, :][:, rsel] >= 0.5).any(axis=1)
-    if not hit.any():
+    depth = (acetabulum_rays[:, 0, :] >= 0.5).sum(axis=1)
+    if not depth.any():
         return default
-    return float(frame.theta_deg[hit].max())
+    lo, hi = LATERAL_EDGE_RANGE_DEG
+    window = np.flatnonzero((frame.theta_deg >= lo) & (frame.theta_deg <= hi))
+    return float(frame.theta_deg[window[np.argmin(depth[window])]])
 
 
 def find_necrotic_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np.ndarray,
