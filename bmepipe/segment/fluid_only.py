@@ -23,7 +23,8 @@ surrogate image (marrow bright, cortex dark, everything else muscle-like), and t
 of :mod:`.hips` (femur growth, neck and shaft axes, regions of regions.md, joint space,
 acetabulum) is run on it unchanged. Around the head, bone may only continue inside a
 generous cone around the anatomical neck direction (anatomy.md), so the acetabulum cannot
-join the femur through the joint space.
+join the femur through the joint space; the pelvic bone found there is passed on as such
+and counted in the acetabulum whatever its signal.
 
 Thresholds are relative to muscle (= 1). Those marked *tuned* were set on the phantom
 suites 4401 and 4402 (``tests/segment_cases.segment_specs(8, seed)``) and, where these hold
@@ -185,7 +186,12 @@ def _neck_prior(side: str) -> np.ndarray:
 
 
 def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: str) -> np.ndarray:
-    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1).
+    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1): the image of :func:`_surrogate`."""
+    return _surrogate(fluid, grid, centre, radius_mm, side)[0]
+
+
+def _surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1), and the pelvic bone near the head.
 
     Parameters
     ----------
@@ -202,6 +208,10 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     ndarray, float32
         3.0 where marrow-like (fatty marrow on T1), 0.3 where cortex-like or pelvic bone
         near the head, 1.0 elsewhere (muscle-like) inside the hip's box; 0 outside it.
+    ndarray, bool
+        The pelvic bone near the head (marked 0.3 in the image), for the acetabulum: water-rich
+        pelvic marrow is as bright as muscle or brighter on T2 fat-saturated images, too bright for
+        the cortex rule of :func:`.femur.bone_classes` that reads the image.
     """
     c, r = np.asarray(centre, float), float(radius_mm)
     lo, hi = _hips._side_box(c, r, side)
@@ -280,7 +290,9 @@ def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: 
     box[marrow] = 3.0
     out = np.zeros(fluid.shape, np.float32)
     out[roi] = box
-    return out
+    pelvic = np.zeros(fluid.shape, bool)
+    pelvic[roi] = pelvis
+    return out, pelvic
 
 
 def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surface_radii: np.ndarray,
@@ -296,9 +308,9 @@ def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surfa
     r = float(radius_mm) + FLUID_RADIUS_OFFSET_MM
     surf = np.asarray(surface_radii) + FLUID_RADIUS_OFFSET_MM
     try:
-        t1_like = t1_surrogate(fluid, grid, centre, r, side)
+        t1_like, pelvis = _surrogate(fluid, grid, centre, r, side)
         out = _hips._segment_side(side, centre, r, inlier, surf, directions, grid, fluid, t1_like,
-                                  subchondral_depth_mm)
+                                  subchondral_depth_mm, pelvis=pelvis)
         out.extras.setdefault("warnings", []).append(
             "no T1 series: femur segmented from the fluid-sensitive series alone (less accurate regions)")
         return out

@@ -413,7 +413,8 @@ def _collapse_lookup(dirs, surf, radius):
     return lookup, dev
 
 
-def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
+def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, pelvis=None):
+    """One side given its head sphere; ``pelvis`` (full-grid mask, optional) is pelvic bone known beforehand."""
     lo, hi = _side_box(c, r, side)
     roi = _roi(grid, lo, hi)
     sub = _sub_grid(grid, roi)
@@ -488,6 +489,9 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm):
 
     # acetabulum: pelvic bone (bone-like, not femur) within R + 15 mm, away from the neck
     bone_full = marrow_like | cortex
+    if pelvis is not None:
+        # fluid-only (.fluid_only): pelvic marrow as bright as muscle or more (T2 fat-saturated) fails the cortex rule
+        bone_full |= pelvis[roi]
     cosang = t / np.maximum(rr, 1e-3)
     cup = bone_full & ~ndimage.binary_dilation(femur, np.ones((1, 3, 3), bool)) & (rr > r + 1.5)
     cup &= (rr <= r + ACETABULUM_MARGIN_MM) & (cosang < math.cos(math.radians(min(cone + 10.0, 80.0))))
