@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice, in_plane_window_px, square_opening
+from .._morphology import fill_holes_per_slice, grey_square_closing, in_plane_window_px, square_min, square_opening
 from .sphere import Grid, fibonacci_directions
 
 __all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX", "bone_classes",
@@ -105,7 +105,7 @@ def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 6.0, dept
     dips below its bright neighbours by more than ``depth`` (x muscle).
     """
     size = in_plane_window_px(width_mm, spacing_mm)
-    closed = ndimage.grey_closing(image, size=(1, size, size))
+    closed = grey_square_closing(image, size)
     return (closed - image) > depth
 
 
@@ -205,7 +205,7 @@ def _tangential_slices(mask: np.ndarray, spacing_mm, depth_mm: float) -> np.ndar
     """
     it = max(1, int(round(depth_mm / min(spacing_mm[:2]))))
     k = max(1, int(round(0.75 * it)))  # a square of this half-width erodes about as deep as the diamond of it
-    core = ndimage.minimum_filter(mask.view(np.uint8), size=(1, 2 * k + 1, 2 * k + 1)).astype(bool)
+    core = square_min(mask.view(np.uint8), 2 * k + 1).view(bool)
     out = np.zeros_like(mask)
     out[1:] |= core[:-1]
     out[:-1] |= core[1:]

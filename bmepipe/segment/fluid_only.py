@@ -39,7 +39,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import fill_holes_per_slice, in_plane_window_px, square_closing, square_opening
+from .._morphology import (fill_holes_per_slice, grey_square_closing, grey_square_opening, in_plane_window_px,
+                           square_closing, square_max, square_opening)
 from . import hips as _hips
 from .sphere import Grid
 from .types import SideSegmentation
@@ -186,12 +187,7 @@ def _neck_prior(side: str) -> np.ndarray:
 
 
 def t1_surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: str) -> np.ndarray:
-    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1): the image of :func:`_surrogate`."""
-    return _surrogate(fluid, grid, centre, radius_mm, side)[0]
-
-
-def _surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: str) -> tuple[np.ndarray, np.ndarray]:
-    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1), and the pelvic bone near the head.
+    """A T1-like image of one hip from the fluid-sensitive image (muscle = 1).
 
     Parameters
     ----------
@@ -208,14 +204,20 @@ def _surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: st
     ndarray, float32
         3.0 where marrow-like (fatty marrow on T1), 0.3 where cortex-like or pelvic bone
         near the head, 1.0 elsewhere (muscle-like) inside the hip's box; 0 outside it.
-    ndarray, bool
-        The pelvic bone near the head (marked 0.3 in the image), for the acetabulum: water-rich
-        pelvic marrow is as bright as muscle or brighter on T2 fat-saturated images, too bright for
-        the cortex rule of :func:`.femur.bone_classes` that reads the image.
     """
+    roi = _hips._side_roi(grid, centre, radius_mm, side)
+    out = np.zeros(fluid.shape, np.float32)
+    out[roi] = _surrogate_box(fluid, grid, centre, radius_mm, side)[0]
+    return out
+
+
+def _surrogate_box(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`t1_surrogate` inside the hip's box (``hips._side_roi``) only, all the femur segmentation reads, and
+    the pelvic bone near the head on that box (marked 0.3 in the image) for the acetabulum: water-rich pelvic
+    marrow is as bright as muscle or brighter on T2 fat-saturated images, too bright for the cortex rule of
+    :func:`.femur.bone_classes` that reads the fluid image."""
     c, r = np.asarray(centre, float), float(radius_mm)
-    lo, hi = _hips._side_box(c, r, side)
-    roi = _hips._roi(grid, lo, hi)
+    roi = _hips._side_roi(grid, c, r, side)
     sub = _hips._sub_grid(grid, roi)
     F = fluid[roi]
     Fs, grad = _smooth_and_gradient(F, SMOOTHING_PX)
@@ -246,7 +248,7 @@ def _surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: st
     # cortex lines: thin dark lines between brighter tissue, whatever that tissue is
     Fl = ndimage.gaussian_filter(F, (0, LINE_SMOOTHING_PX, LINE_SMOOTHING_PX))
     size = in_plane_window_px(CORTEX_LINE_WIDTH_MM, sub.spacing)
-    closed = ndimage.grey_closing(Fl, size=(1, size, size))
+    closed = grey_square_closing(Fl, size)
     line = (closed - Fl) > np.maximum(CORTEX_LINE_MIN, CORTEX_LINE_DEPTH * closed)
     # thin bright layers of fluid (effusion along the neck), brighter than everything around them, in the capsule
     layer_size = in_plane_window_px(FLUID_LAYER_WIDTH_MM, sub.spacing)
@@ -254,7 +256,7 @@ def _surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: st
     reach = ndimage.find_objects((pz > -FLUID_LAYER_REACH_MM).view(np.uint8))
     if reach:
         b = reach[0]
-        fluid_layer[b] = (Fl[b] - ndimage.grey_opening(Fl[b], size=(1, layer_size, layer_size))) > FLUID_LAYER_DEPTH * Fl[b]
+        fluid_layer[b] = (Fl[b] - grey_square_opening(Fl[b], layer_size)) > FLUID_LAYER_DEPTH * Fl[b]
     fluid_layer &= Fs > MUSCLE_RANGE[1]
     # joint fluid and effusion brighter than the edema of the head's base
     joint = Fs_h[(rr_h > r + 0.5) & (rr_h < r + 4.0)]
@@ -283,16 +285,12 @@ def _surrogate(fluid: np.ndarray, grid: Grid, centre, radius_mm: float, side: st
     floor = float(np.percentile(Fs[:, ::2, ::2], 1.0))  # every other pixel: about the same level, a quarter of the work
     cortex_max = floor + 0.5 * (fat - floor) if fat - floor > 0.12 else fat + gap
     k = max(1, int(round(CORTEX_MAX_MM / min(sub.spacing[:2]))))
-    near = ndimage.maximum_filter(marrow.view(np.uint8), size=(1, 2 * k + 1, 2 * k + 1)).astype(bool)
+    near = square_max(marrow.view(np.uint8), 2 * k + 1).view(bool)
     cortex = ((dark & (Fs < cortex_max)) | line) & near
     box = np.ones(F.shape, np.float32)
     box[cortex | pelvis] = 0.3
     box[marrow] = 3.0
-    out = np.zeros(fluid.shape, np.float32)
-    out[roi] = box
-    pelvic = np.zeros(fluid.shape, bool)
-    pelvic[roi] = pelvis
-    return out, pelvic
+    return box, pelvis
 
 
 def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surface_radii: np.ndarray,
@@ -308,9 +306,10 @@ def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surfa
     r = float(radius_mm) + FLUID_RADIUS_OFFSET_MM
     surf = np.asarray(surface_radii) + FLUID_RADIUS_OFFSET_MM
     try:
-        t1_like, pelvis = _surrogate(fluid, grid, centre, r, side)
-        out = _hips._segment_side(side, centre, r, inlier, surf, directions, grid, fluid, t1_like,
-                                  subchondral_depth_mm, pelvis=pelvis)
+        # the surrogate of the side's box only: no whole-grid image to allocate and cut again
+        t1_like, pelvis = _surrogate_box(fluid, grid, centre, r, side)
+        out = _hips._segment_side(side, centre, r, inlier, surf, directions, grid, fluid, None, subchondral_depth_mm,
+                                  t1_box=t1_like, pelvis_box=pelvis)
         out.extras.setdefault("warnings", []).append(
             "no T1 series: femur segmented from the fluid-sensitive series alone (less accurate regions)")
         return out

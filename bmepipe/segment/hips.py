@@ -36,6 +36,7 @@ from .femur import (EDEMA_FLUID_MIN, EDEMA_T1_MIN, bone_classes, closest_approac
                     neck_axis, neck_direction, shaft_axis)
 from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_dips, ray_edges, robust_sphere_fit,
                      vote_centres)
+from .._morphology import square_max
 from .._threads import map_in_threads
 from .types import REGIONS, SIDES, HipSegmentation, SideSegmentation
 
@@ -124,6 +125,12 @@ def _roi(grid: Grid, lo_lps, hi_lps, pad: int = 1) -> tuple[slice, slice, slice]
     lo = np.maximum(np.floor(idx.min(0)).astype(int) - pad, 0)
     hi = np.minimum(np.ceil(idx.max(0)).astype(int) + pad + 1, grid.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _side_roi(grid: Grid, centre, radius, side) -> tuple[slice, slice, slice]:
+    """Index box of ``grid`` covering :func:`_side_box`."""
+    lo, hi = _side_box(np.asarray(centre, float), float(radius), side)
+    return _roi(grid, lo, hi)
 
 
 def _sub_grid(grid: Grid, roi) -> Grid:
@@ -413,17 +420,20 @@ def _collapse_lookup(dirs, surf, radius):
     return lookup, dev
 
 
-def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, pelvis=None):
-    """One side given its head sphere; ``pelvis`` (full-grid mask, optional) is pelvic bone known beforehand."""
-    lo, hi = _side_box(c, r, side)
-    roi = _roi(grid, lo, hi)
+def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_box=None, pelvis_box=None):
+    """One side's femur, axes and regions from its head sphere; T1 given on the grid (``T``) or already cut to
+    the side's box (``t1_box``, :func:`_side_roi`, as the fluid-only surrogate is); ``pelvis_box`` (optional, on
+    that box) is pelvic bone known beforehand, counted in the acetabulum."""
+    roi = _side_roi(grid, c, r, side)
     sub = _sub_grid(grid, roi)
     X_, Y_, Z_ = sub.axis_coordinates()
     px, py, pz = X_ - np.float32(c[0]), Y_ - np.float32(c[1]), Z_ - np.float32(c[2])
     rr = np.sqrt(px * px + py * py + pz * pz)
     # tissue classes on lightly smoothed images (noise), cortex reinforced by thin dark lines
     Fs = ndimage.gaussian_filter(F[roi], (0, 0.7, 0.7))
-    Ts = ndimage.gaussian_filter(T[roi], (0, 0.7, 0.7)) if T is not None else None
+    if t1_box is None and T is not None:
+        t1_box = T[roi]
+    Ts = ndimage.gaussian_filter(t1_box, (0, 0.7, 0.7)) if t1_box is not None else None
     marrow_like, cortex = bone_classes(Ts, Fs)
     thin_cortex = cortex
     if Ts is not None:
@@ -489,11 +499,11 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, pelvis=N
 
     # acetabulum: pelvic bone (bone-like, not femur) within R + 15 mm, away from the neck
     bone_full = marrow_like | cortex
-    if pelvis is not None:
+    if pelvis_box is not None:
         # fluid-only (.fluid_only): pelvic marrow as bright as muscle or more (T2 fat-saturated) fails the cortex rule
-        bone_full |= pelvis[roi]
+        bone_full |= pelvis_box
     cosang = t / np.maximum(rr, 1e-3)
-    cup = bone_full & ~ndimage.binary_dilation(femur, np.ones((1, 3, 3), bool)) & (rr > r + 1.5)
+    cup = bone_full & ~square_max(femur.view(np.uint8), 3, mode="constant").view(bool) & (rr > r + 1.5)
     cup &= (rr <= r + ACETABULUM_MARGIN_MM) & (cosang < math.cos(math.radians(min(cone + 10.0, 80.0))))
     # joint space: articular shell outside the head (not bone) and the capsular recess along the neck
     shell = (rr >= r_surf) & (rr < r + 6.0) & (cosang < math.cos(math.radians(max(cone - 5.0, 5.0))))
