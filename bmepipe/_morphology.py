@@ -8,7 +8,8 @@ stage and the QC run on threads beside each other, that time is serial. These gi
 The running minima / maxima over in-plane squares (:func:`square_max`, :func:`square_min`) are whole-array
 NumPy minima / maxima of shifted views, doubling the window each time (a window of ``w`` takes about
 ``log2 w + 1`` of them per axis): several times faster than ``scipy.ndimage``'s running filters, which
-walk every line element by element, and exactly their result, since a minimum or maximum does not round.
+walk every line element by element, and exactly their result, since a minimum or maximum does not round
+(for finite input: a NaN spreads over its whole window here).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _square_extreme(a: np.ndarray, width: int, op, mode: str, cval) -> np.ndarra
 def square_max(a: np.ndarray, width: int, *, mode: str = "reflect", cval=0) -> np.ndarray:
     """``ndimage.maximum_filter(a, size=(1, width, width), mode=mode, cval=cval)`` of a 3-D stack (odd width).
 
-    ``a`` of any real dtype (bool masks as uint8 views are binary dilations by the square).
+    ``a`` of any real dtype, finite (a bool mask, or its uint8 view, gives the binary dilation by the square).
     """
     return _square_extreme(a, width, np.maximum, mode, cval)
 

@@ -74,6 +74,20 @@ def test_acetabular_edge_is_the_rim_notch_not_the_fat_beyond_it():
     assert acetabular_edge_deg(frame, np.zeros_like(rays), default=40.0) == 40.0
 
 
+@pytest.mark.parametrize("case", ["only beyond 80 deg", "every ray covered alike", "roof ends at 6 deg"])
+def test_acetabular_edge_without_a_notch_is_the_default(case):
+    # nothing to find within the lateral centre-edge range 10-62 deg: the default, not its lower bound
+    _, side = _ball_segmentation()
+    frame = edge_frame(head_frame(side))
+    theta = frame.theta_deg
+    covered = {"only beyond 80 deg": theta > 80.0, "every ray covered alike": theta >= 0.0,
+               "roof ends at 6 deg": theta <= 6.0}[case]
+    rays = np.where(covered[:, None, None], 1.0, 0.0) * np.ones((1, 1, len(frame.r_mm)), np.float32)
+    assert acetabular_edge_deg(frame, rays, default=40.0) == 40.0
+    with pytest.raises(ValueError, match="edge_frame"):
+        acetabular_edge_deg(head_frame(side), rays, default=40.0)
+
+
 @pytest.mark.parametrize("angle, grade", [(150.0, 1), (199.9, 1), (200.0, 2), (249.9, 2), (250.0, 3), (299.9, 3),
                                           (300.0, 4), (None, None)])
 def test_kerboul_grades_ha_2006(angle, grade):

@@ -41,6 +41,7 @@ from typing import Callable, Optional
 import numpy as np
 from scipy import ndimage
 
+from ..segment.hips import ACETABULUM_MARGIN_MM
 from .headframe import HeadFrame
 from .params import QuantifyParams
 
@@ -85,9 +86,6 @@ NEAR_CENTRE_FRACTION = 0.15
 OFF_CENTRE_STEP_DEG = 6.0
 #: ARCO extent groups, % of the femoral head: A < 15, B 15-30, C > 30 (clinical.md section 4).
 ARCO_EXTENT = (15.0, 30.0)
-#: Depth (mm) beyond the head's sphere over which a ray meets the acetabulum: pelvic bone within R + 15 mm
-#: (regions.md).
-ACETABULUM_DEPTH_MM = 15.0
 #: Lateral centre-edge angles (degrees) the acetabular edge is looked for in: 10-62 degrees in 4151 hips
 #: (Jacobsen 2005, anatomy.md section 2); a sanity bound on the search for the rim.
 LATERAL_EDGE_RANGE_DEG = (10.0, 62.0)
@@ -255,29 +253,41 @@ def collapse_depth_mm(side_seg, half_angle_deg: float) -> Optional[float]:
 
 
 def edge_frame(frame: HeadFrame) -> HeadFrame:
-    """The lateral half-meridian (phi = 0) of ``frame``, rays from R to R + ``ACETABULUM_DEPTH_MM``."""
+    """The lateral half-meridian (phi = 0) of ``frame``, rays from R to R + 15 mm (``ACETABULUM_MARGIN_MM``:
+    the acetabulum is pelvic bone within R + 15 mm, regions.md)."""
     step = float(frame.r_mm[1] - frame.r_mm[0])
-    r = np.arange(frame.radius_mm, frame.radius_mm + ACETABULUM_DEPTH_MM + 1e-9, step)
+    r = np.arange(frame.radius_mm, frame.radius_mm + ACETABULUM_MARGIN_MM + 1e-9, step)
     return HeadFrame(frame.center, frame.radius_mm, frame.axes, frame.theta_deg, np.zeros(1), r)
 
 
 def acetabular_edge_deg(frame: HeadFrame, acetabulum_rays: Optional[np.ndarray], default: float = 45.0) -> float:
     """Lateral acetabular edge on the mid-coronal circle (degrees from superior): the ray of least acetabulum.
 
-    ``frame`` is an :func:`edge_frame` and ``acetabulum_rays`` the acetabulum mask sampled along its rays
-    (theta, 1, r). Up to the rim every ray crosses the thick roof; beyond it the segmented acetabulum may
-    go on as periarticular fat (T1-bright like marrow, below the rim), joined to the roof through the
-    labrum where partial volumes blur it. The labrum and the rim's cortex leave a notch: the edge is the
-    first ray with the fewest acetabulum samples among the angles of ``LATERAL_EDGE_RANGE_DEG``.
-    ``default`` when no ray meets the acetabulum.
+    Up to the rim every ray crosses the thick roof; beyond it the segmented acetabulum may go on as
+    periarticular fat (T1-bright like marrow, below the rim), joined to the roof through the labrum where
+    partial volumes blur it. The labrum and the rim's cortex leave a notch: the edge is the first ray with the
+    fewest acetabulum samples among the angles of ``LATERAL_EDGE_RANGE_DEG`` (for a clean rim, the first ray
+    past it: one angular step beyond the last ray through the roof).
+
+    Parameters
+    ----------
+    frame : HeadFrame
+        An :func:`edge_frame` (one half-meridian).
+    acetabulum_rays : ndarray or None
+        The acetabulum mask sampled along its rays, (theta, 1, r).
+    default : float
+        Returned (degrees) when there is no notch to find: no acetabulum mask, no acetabulum or no variation of
+        it within ``LATERAL_EDGE_RANGE_DEG``.
     """
+    if len(frame.phi_deg) != 1:
+        raise ValueError("acetabular_edge_deg needs an edge_frame (one half-meridian)")
     if acetabulum_rays is None:
         return default
     depth = (acetabulum_rays[:, 0, :] >= 0.5).sum(axis=1)
-    if not depth.any():
-        return default
     lo, hi = LATERAL_EDGE_RANGE_DEG
     window = np.flatnonzero((frame.theta_deg >= lo) & (frame.theta_deg <= hi))
+    if window.size == 0 or depth[window].max() == depth[window].min():
+        return default
     return float(frame.theta_deg[window[np.argmin(depth[window])]])
 
 

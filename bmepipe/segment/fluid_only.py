@@ -63,13 +63,16 @@ MARROW_PERCENTILE = 50.0
 #: and no femur grew below the neck. *Tuned* (4) on the probe suites 9300-9303, 9101 and 9200; the gap only
 #: changes where the spread is below 0.015 (in the tuning suites 4401-4402: both hips of 4401_7).
 MARROW_FAT_NOISE_SD = 4.0
-#: Shaft marrow level: the marrow-like plateau (between fat + ``SHAFT_FAT_SD`` fat spreads and muscle) this far
-#: below the head centre (mm), the proximal shaft below the lesser trochanter (X 32-46 mm below C, the
-#: trochanter about 30 mm lower; anatomy.md [approx]). The head interior is no sample of fatty marrow when
-#: necrosis and edema fill it: what is left below muscle is the edema's fading edge and necrotic content,
-#: 0.7-0.8 x muscle where the shaft marrow was 0.12-0.24 (AVN hips 9300_1, 9303_1 left), so the gap reached
-#: its cap and took the shaft for fat; the lower of the two levels is used. *Tuned* on the same probe suites
-#: (2 and 3 fat spreads tried; 3 left the shaft of 9300_1 left partly fat; 4401-4402 the same with both).
+#: Shaft marrow level: the median of the smooth signal between fat + ``SHAFT_FAT_SD`` fat spreads and muscle in
+#: the slab this far below the head centre (mm), around and below the lesser trochanter (X 32-46 mm below C, the
+#: trochanter about 30 mm lower; anatomy.md [approx]). The slab is the whole hip box, so muscle edges and fat
+#: partial volumes take part (on the STIR study of tests/test_segment_fluid_only.py a quarter of its voxels are
+#: femur, and it reads 0.49 against the shaft marrow's 0.38): a rough, low-side level, used only where it is
+#: below the head's. The head interior is no sample of fatty marrow when necrosis and edema fill it: what is left
+#: below muscle is the edema's fading edge and necrotic content, 0.7-0.8 x muscle where the shaft marrow was
+#: 0.12-0.24 (AVN hips 9300_1, 9303_1 left), so the gap reached its cap and took the shaft for fat. *Tuned* on
+#: the same probe suites (2 and 3 fat spreads tried; 3 left the shaft of 9300_1 left partly fat; 4401-4402 the
+#: same with both).
 SHAFT_SLAB_MM = (55.0, 110.0)
 SHAFT_FAT_SD = 2.0
 #: Muscle-like signal (x muscle); large homogeneous patches of it (opened by ``MUSCLE_OPENING_PX``)
@@ -298,7 +301,8 @@ def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surfa
                        timings: dict | None = None) -> SideSegmentation:
     """One side from the fluid-sensitive image alone, given its head sphere.
 
-    Runs the T1 path of :mod:`.hips` on :func:`t1_surrogate`. A side whose femur is
+    Runs the T1 path of :mod:`.hips` on the T1-like surrogate of the side's box (:func:`t1_surrogate`), with
+    the surrogate's pelvic bone counted in the acetabulum. A side whose femur is
     implausible fails with the reason and keeps its head sphere. Analysed sides carry a
     warning in ``extras["warnings"]``: the regions are less accurate than with T1.
     """

@@ -433,6 +433,9 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_bo
     Fs = ndimage.gaussian_filter(F[roi], (0, 0.7, 0.7))
     if t1_box is None and T is not None:
         t1_box = T[roi]
+    for name, box in (("t1_box", t1_box), ("pelvis_box", pelvis_box)):
+        if box is not None and box.shape != Fs.shape:
+            raise ValueError(f"{name} of shape {box.shape} does not cover the side's box {Fs.shape}")
     Ts = ndimage.gaussian_filter(t1_box, (0, 0.7, 0.7)) if t1_box is not None else None
     marrow_like, cortex = bone_classes(Ts, Fs)
     thin_cortex = cortex
