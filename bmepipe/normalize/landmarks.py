@@ -41,6 +41,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from .._morphology import erode_square
 from .noise import rician_mean
 
 __all__ = [
@@ -95,7 +96,7 @@ def t1_fat(t1: np.ndarray, body: np.ndarray, *, fraction: float = T1_FAT_FRACTIO
     """
     t = np.asarray(t1) if smoothed else ndimage.uniform_filter(np.asarray(t1, np.float32), size=(1, 3, 3))
     fat = body & (t > fraction * np.percentile(t[body][::7], 95))  # every 7th voxel: same percentile
-    return ndimage.binary_erosion(fat, structure=np.ones((1, 3, 3), bool))
+    return erode_square(fat)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
+from .._morphology import erode_square
 from .params import QuantifyParams
 
 __all__ = ["normal_marrow_levels", "edema_fraction", "bme_mask", "bme_distribution", "REGION_NAMES"]
@@ -55,7 +56,7 @@ def normal_marrow_levels(fluid: np.ndarray, t1: Optional[np.ndarray], marrow: np
     levels are low (fluid) and high (T1) percentiles, because edema only raises
     the fluid-sensitive signal and lowers T1.
     """
-    inner = ndimage.binary_erosion(marrow, structure=np.ones((1, 3, 3), bool))
+    inner = erode_square(marrow)
     if inner.sum() < 50:
         inner = marrow
     if not inner.any():
@@ -123,8 +124,8 @@ def _margin_width_mm(fluid: np.ndarray, mask: np.ndarray, marrow: np.ndarray, no
     if box is None:
         return None
     fluid, mask, marrow = fluid[box], mask[box], marrow[box]
-    edge = mask & ~ndimage.binary_erosion(mask, structure=np.ones((1, 3, 3), bool))
-    edge &= ndimage.binary_erosion(marrow, structure=np.ones((1, 3, 3), bool), iterations=2)  # not at the cortex
+    edge = mask & ~erode_square(mask)
+    edge &= erode_square(marrow, 2)  # not at the cortex
     if edge.sum() < 5:
         return None
     s = ndimage.gaussian_filter(fluid.astype(np.float32), sigma)
