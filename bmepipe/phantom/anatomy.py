@@ -449,6 +449,27 @@ class HipModel:
     def pelvis_box(self):
         return np.array([self.mid_u - 2, -70.0, -85.0]), np.array([75.0, 70.0, 160.0])
 
+    def thin_structure_box(self, margin_mm: float = 2.0):
+        """Local box around the subchondral line (None without one), for finer sampling.
+
+        The line is 0.8-2 mm thick: sampled at voxel centres it vanishes wherever it runs between
+        two of them, so the renderer samples this box more finely.
+        """
+        sp = self.spec
+        if sp.line_length_mm <= 0:
+            return None
+        # directions within the footprint's larger half-angle of b, on the shell the line can occupy
+        half = self.line_half_angle
+        g = np.linspace(-half, half, 9)
+        t1, t2 = (a.ravel() for a in np.meshgrid(g, g))
+        q = (np.cos(t1)[:, None] * np.cos(t2)[:, None] * self.b + np.sin(t1)[:, None] * self.e1
+             + np.sin(t2)[:, None] * self.e2)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        r_mid = self.R - sp.line_depth_mm
+        reach = 0.3 + 0.5 * sp.line_thickness_mm
+        pts = np.concatenate([q * (r_mid + reach), q * (r_mid - reach - sp.collapse_mm)])
+        return pts.min(axis=0) - margin_mm, pts.max(axis=0) + margin_mm
+
     # ---- painting
     def local(self, blk):
         return (self.sign * (blk.x - np.float32(self.c[0])), blk.y - np.float32(self.c[1]), blk.z - np.float32(self.c[2]))
@@ -635,7 +656,8 @@ class HipModel:
     def line_inside(self, u, v, w, rr):
         """Subchondral line: a patch at constant depth (gently undulating), elliptical footprint."""
         sp = self.spec
-        q = [u / rr, v / rr, w / rr]
+        rr_safe = np.maximum(rr, 1e-3)  # a sample at the head centre
+        q = [u / rr_safe, v / rr_safe, w / rr_safe]
         cb = _dot(q[0], q[1], q[2], self.b)
         c1 = _dot(q[0], q[1], q[2], self.e1)
         c2 = _dot(q[0], q[1], q[2], self.e2)
