@@ -329,7 +329,6 @@ def _code_luts(signal_vectors):
 THIN_SAMPLE_MM = 0.3
 
 
-
 def _slice_block(geometry: Geometry, thickness_mm: float, k: int, sub: tuple, cols: tuple, rows: tuple) -> _Block:
     """Empty sample block of slice ``k``, voxel columns ``cols`` x rows ``rows`` (half-open), ``sub`` samples each."""
     si, sj, sk = sub
