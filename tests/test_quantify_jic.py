@@ -2,9 +2,9 @@
 
 The benchmark suites draw every AVN lesion anterosuperior (tilted 0-15 degrees laterally), which the JIC rule
 reads as C2 whenever the segment is found; these hips move the lesion axis from 70 degrees medial to 5
-degrees lateral (truth types A, B, C1 and C2 by the phantom's own geometry, ``truth.json``), with the rest of each hip as
-``make_suite`` drew it (test seed 22). The segmentation is the phantom's, so the quantification is measured
-on its own. Slow: about 4 s per hip on one core.
+degrees lateral (truth types A, B, C1 and C2 by the phantom's own geometry, ``truth.json``), with the rest of
+each hip as ``make_suite`` drew it (test seed 22). The segmentation is the phantom's, so the quantification
+is measured on its own. Slow: about 4 s per hip on one core.
 """
 
 from __future__ import annotations
