@@ -12,7 +12,8 @@ SIF bands shallow: depth-of-band study, clinical.md section 3). The reactive
 interface is a smooth cap, so a sphere is fitted robustly to the dip points; the
 segment is the femoral head inside it (its reactive border included, as in
 regions.md). Which side of the band the segment lies on is read from the
-double-line sign: the high-signal inner rim is on the segment side. A large segment
+double-line sign: the high-signal inner rim, a narrow peak next to the band, is on the
+segment side (edema beside the band is a broad plateau, often as bright). A large segment
 can contain the head centre; its band then faces inwards (rays from the centre leave
 the segment at the band) and surrounds the centre. Where the band passes near the head
 centre, rays from the centre run along it and see only a shallow patch; the band is then
@@ -53,8 +54,8 @@ KERBOUL_GRADES = (200.0, 250.0, 300.0)
 #: Half-width (mm) of the window around a T1 dip in which the fluid-sensitive signal must fall below the
 #: edema level for the dip to be a band: the band is 1.6-2.8 mm wide [approx] and blurred by the pixel.
 BAND_FLUID_WINDOW_MM = 2.0
-#: Width (mm) on either side of a band point over which the fluid-sensitive maxima are compared to tell the side of
-#: the bright inner rim (double-line sign) from the other: rim 1.2-2 mm [approx] next to a 1.6-2.8 mm band.
+#: Width (mm) on either side of a band point in which the bright inner rim (double-line sign) is looked for, and of
+#: the window beyond it that the rim must stand out from: rim 1.2-2 mm [approx] next to a 1.6-2.8 mm band.
 RIM_WINDOW_MM = 3.0
 #: A segment containing the head centre is surrounded by its band: the mean of its band rays' unit directions must be
 #: shorter than this (a band on one side only, with the rest of the head "inside", is an edema front or sparing edge).
@@ -367,9 +368,7 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
     pts = q * r_band[:, None]
     # the segment's side of each band point: the double-line sign's high-signal inner rim (fluid-sensitive
     # image) lies on the segment side of the dark band; a sharp T1 step drops into a dark centre lying outwards
-    f_out, f_in = _rim_maxima(fluid_rays, head_rays, k, step)
-    with np.errstate(invalid="ignore"):  # no head sample on either side: -inf - -inf, mapped to 0 below
-        rim_out = np.where((ks >= 0) & (k == ks), np.inf, f_out - f_in)[deep]
+    rim_out = np.where((ks >= 0) & (k == ks), np.inf, _rim_outwards(fluid_rays, head_rays, k, step))[deep]
     rim_out = np.where(np.isfinite(rim_out), rim_out, np.where(rim_out > 0, 1e3, 0.0))
     # fit both orientations (segment outwards of the band, or containing the head centre) and keep the one
     # its own band points' rims support; none when the rims contradict it
@@ -418,16 +417,35 @@ def _fluid_confirms(k: np.ndarray, fluid_rays: np.ndarray, head_rays: np.ndarray
     return np.where(at_dip < edema_level, k, -1)
 
 
-def _rim_maxima(fluid_rays: np.ndarray, head_rays: np.ndarray, k: np.ndarray, step_mm: float):
-    """Brightest head fluid-sensitive signal within ``RIM_WINDOW_MM`` outwards and inwards of each ray's band
-    sample ``k`` (-inf where the window holds no head sample): the double-line rim lies on the brighter side."""
-    wr = max(1, int(round(RIM_WINDOW_MM / step_mm)))
-    fl = np.where(head_rays >= 0.5, fluid_rays, -np.inf)
+def _rim_outwards(fluid_rays: np.ndarray, head_rays: np.ndarray, k: np.ndarray, step_mm: float) -> np.ndarray:
+    """Which side of each ray's band sample ``k`` the double-line sign's bright inner rim lies on: > 0 outwards,
+    < 0 inwards (NaN where neither side has a head sample).
+
+    The rim is a narrow line along the band: on its side the fluid-sensitive signal within ``RIM_WINDOW_MM`` peaks
+    above both the band and the mean over the next ``RIM_WINDOW_MM`` (prominence: the smaller of the two). Where a
+    side shows such a peak, the value is the outward minus the inward prominence: bone-marrow edema beside the band
+    (centred on the lesion) is a broad plateau, often brighter than the blurred rim but no peak. Where neither does
+    (the rim blurred into a bright fluid or poorly fat-suppressed centre), the brightest head signals within
+    ``RIM_WINDOW_MM`` are compared, outwards minus inwards (+-inf where only one side has head samples).
+    """
+    w = max(1, int(round(RIM_WINDOW_MM / step_mm)))
+    head = head_rays >= 0.5
     r_idx = np.arange(fluid_rays.shape[-1])[None, None, :]
-    k3 = k[..., None]
-    f_out = np.where((r_idx > k3) & (r_idx <= k3 + wr), fl, -np.inf).max(axis=2)
-    f_in = np.where((r_idx < k3) & (r_idx >= k3 - wr), fl, -np.inf).max(axis=2)
-    return f_out, f_in
+    band = np.take_along_axis(fluid_rays, np.maximum(k, 0)[..., None], axis=2)[..., 0]
+    maxima, peaks = [], []
+    for sign in (1, -1):  # outwards, inwards
+        d = sign * (r_idx - k[..., None])  # samples from the band on this side
+        near = head & (d > 0) & (d <= w)
+        beyond = head & (d > w) & (d <= 2 * w)
+        peak = np.where(near, fluid_rays, -np.inf).max(axis=2)
+        n_beyond = beyond.sum(axis=2)
+        after = np.where(beyond, fluid_rays, 0.0).sum(axis=2) / np.maximum(n_beyond, 1)
+        prominence = np.where(n_beyond > 0, np.minimum(peak - band, peak - after), 0.0)
+        maxima.append(peak)
+        peaks.append(np.maximum(prominence, 0.0))
+    with np.errstate(invalid="ignore"):  # no head sample on either side: -inf - -inf
+        brighter = maxima[0] - maxima[1]
+    return np.where((peaks[0] > 0) | (peaks[1] > 0), peaks[0] - peaks[1], brighter)
 
 
 def _double_line_contrast(profiles: np.ndarray, k: np.ndarray, step_mm: float, towards_start: bool) -> Optional[float]:
@@ -550,9 +568,8 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
     k = _fluid_confirms(k, fl_r, hd_r, edema_level, step)
     d_k = np.take_along_axis(depth, np.maximum(k, 0)[..., None], axis=2)[..., 0]
-    f_out, f_in = _rim_maxima(fl_r, hd_r, k, step)
     deep = (k >= 0) & (d_k >= params.band_min_depth_mm)
-    good = deep & (f_in > f_out)
+    good = deep & (_rim_outwards(fl_r, hd_r, k, step) < 0)
     if good.sum() < 8:
         return None
     pts = q[good] * nf.r_mm[k[good]][:, None]
