@@ -47,7 +47,7 @@ from .types import SideSegmentation
 
 __all__ = ["t1_surrogate", "segment_side_fluid", "MARROW_FAT_FRACTION", "MARROW_FAT_NOISE_SD", "SHAFT_SLAB_MM",
            "MUSCLE_RANGE", "FLUID_EDEMA_RATIO", "CORTEX_LINE_DEPTH", "FLUID_LAYER_DEPTH", "NECK_PRIOR_DIRECTION_DEG",
-           "NECK_CONE_DEG", "FLUID_RADIUS_OFFSET_MM"]
+           "NECK_CONE_DEG", "FLUID_RADIUS_OFFSET_MM", "SURROGATE_JOIN_OVERLAP"]
 
 #: Marrow / fat threshold: this fraction of the way from the suppressed-fat level (the darkest mode
 #: of the hip's box) to the marrow level (median of the head interior below muscle, or the shaft's where
@@ -133,6 +133,11 @@ HEAD_BALL_MARGIN_MM = 1.5
 #: The fluid-only sphere fit finds the articular surface this much inside the true one (mm, median
 #: over 30 hips of the tuning suites: -0.34); added to the radius and the surface radii.
 FLUID_RADIUS_OFFSET_MM = 0.35
+#: Slice-join rule of the femur growth on the surrogate (:func:`.femur.femur_component`): the T1 path's majority
+#: (``femur.SLICE_JOIN_OVERLAP``) stops fat, bright on T1, joined through blurred cortex; the surrogate marks fat
+#: muscle-like, and there the majority lost tangential trochanter slices (tests/test_segment_phantom.py, fluid-only
+#: intertrochanteric Dice below 0.8), so the earlier 0.4 is kept.
+SURROGATE_JOIN_OVERLAP = 0.4
 
 
 def _mode(values: np.ndarray, lo: float, hi: float, step: float = 0.01) -> float:
@@ -313,7 +318,7 @@ def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surfa
         # the surrogate of the side's box only: no whole-grid image to allocate and cut again
         t1_like, pelvis = _surrogate_box(fluid, grid, centre, r, side)
         out = _hips._segment_side(side, centre, r, inlier, surf, directions, grid, fluid, None, subchondral_depth_mm,
-                                  t1_box=t1_like, pelvis_box=pelvis)
+                                  t1_box=t1_like, pelvis_box=pelvis, join_overlap=SURROGATE_JOIN_OVERLAP)
         out.extras.setdefault("warnings", []).append(
             "no T1 series: femur segmented from the fluid-sensitive series alone (less accurate regions)")
         return out

@@ -32,8 +32,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import ConfigError, InputError
-from .femur import (EDEMA_FLUID_MIN, EDEMA_T1_MIN, bone_classes, closest_approach, cortex_barrier, femur_component,
-                    neck_axis, neck_direction, shaft_axis)
+from .femur import (EDEMA_FLUID_MIN, EDEMA_T1_MIN, SLICE_JOIN_OVERLAP, bone_classes, closest_approach, cortex_barrier,
+                    femur_component, neck_axis, neck_direction, shaft_axis)
 from .sphere import (Grid, block_mean, circle_stack_fit, fibonacci_directions, ray_dips, ray_edges, robust_sphere_fit,
                      vote_centres)
 from .._morphology import square_max
@@ -420,10 +420,12 @@ def _collapse_lookup(dirs, surf, radius):
     return lookup, dev
 
 
-def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_box=None, pelvis_box=None):
+def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_box=None, pelvis_box=None,
+                  join_overlap=SLICE_JOIN_OVERLAP):
     """One side's femur, axes and regions from its head sphere; T1 given on the grid (``T``) or already cut to
     the side's box (``t1_box``, :func:`_side_roi`, as the fluid-only surrogate is); ``pelvis_box`` (optional, on
-    that box) is pelvic bone known beforehand, counted in the acetabulum."""
+    that box) is pelvic bone known beforehand, counted in the acetabulum; ``join_overlap`` is the slice-join
+    rule of :func:`.femur.femur_component`."""
     roi = _side_roi(grid, c, r, side)
     sub = _sub_grid(grid, roi)
     X_, Y_, Z_ = sub.axis_coordinates()
@@ -456,7 +458,7 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_bo
     if n0 is None:
         raise _SideFailure("femoral head found but no femoral neck continues from it")
     comp = femur_component(marrow_like & envelope, thin_cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing,
-                           partial_mm=TANGENTIAL_CORE_MM)
+                           partial_mm=TANGENTIAL_CORE_MM, min_overlap=join_overlap)
     n, rn, t_min = neck_axis(comp.astype(np.float32), sub, c, r, n0)
     if not 0.35 * r <= rn <= 0.95 * r:
         raise _SideFailure(f"implausible femoral neck (narrowest radius {rn:.1f} mm for a {r:.1f} mm head)")
