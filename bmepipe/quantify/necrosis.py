@@ -17,11 +17,12 @@ segment side (edema beside the band is a broad plateau, often as bright). A larg
 can contain the head centre; its band then faces inwards (rays from the centre leave
 the segment at the band) and surrounds the centre. Where the band passes near the head
 centre, rays from the centre run along it and see only a shallow patch; the band is then
-found once more on rays from inside the first fit's segment, which cross it head-on, and
-the sphere refitted. A band through the head centre is crossed by no ray from it (they
-all start in it): when nothing is found and the centre is T1-dark, the band is looked
-for from points off the centre; and a dark centre's T1 step may spread over a wider
-window at coarse resolution. Every fit must reach the articular surface. Then:
+found once more on rays from inside the first fit's segment, which cross it head-on (as a
+dip, or for a dark centre as the T1 rise out of it), and the sphere refitted. A band
+through the head centre is crossed by no ray from it (they all start in it): when nothing
+is found and the centre is T1-dark, the band is looked for from points off the centre;
+and a dark centre's T1 step may spread over a wider window at coarse resolution. Every
+fit must reach the articular surface. Then:
 
 * necrotic extent = segment volume / femoral head volume x 100, ARCO groups
   A < 15 %, B 15-30 %, C > 30 % (ARCO table, clinical.md section 4);
@@ -65,12 +66,16 @@ SURROUND_MAX = 0.7
 #: spread over more than 4 mm.
 STEP_HALF_MM = 2.0
 STEP_HALF_WIDE_MM = 3.0
+#: Seen from inside a dark centre, the band is where T1 rises out of it (a step on the reversed ray, over
+#: ``STEP_HALF_WIDE_MM``: the rise into the edematous marrow around the segment is gradual, over about 6 mm); the
+#: rise lies at the band's outer edge, where T1 leaves the dark band, while a dip lies at the band's darkest, inner
+#: part. Rise points are taken back this far (mm) towards the start so both kinds mark the same place and get the same
+#: ``necrosis_border_mm``: about a band width (1.6-2.8 mm [approx]) plus the blur (on the tuning suites, rise points
+#: so taken back sit where dips do, a median 1.2-2.0 mm inside the true border).
+RISE_EDGE_MM = 2.5
 #: Rays from a point inside the segment (the refit) start this far (mm) from it: near the start every ray
 #: crosses the same few voxels.
 REFIT_MIN_R_MM = 2.5
-#: The refit is for a band found as T1 dips: a first fit resting mostly (more than this fraction) on T1 steps of a
-#: dark centre keeps it (seen from inside, the T1 rise out of the dark centre into edematous marrow is gradual).
-REFIT_MAX_STEP_FRACTION = 0.5
 #: A band passing through the head centre is crossed by no ray from the centre (they start in it): when no segment is
 #: found, the band is looked for once more on rays from points this fraction of the head radius off the centre, along
 #: each of the frame's six half-axes (the segment side is the one whose rays find the band with its bright rim on the
@@ -480,11 +485,12 @@ def _refit_from_inside(frame: HeadFrame, fit: dict, head_local: np.ndarray, resa
 
     From a point inside the segment every ray leaves it through its border, so the band is crossed about
     head-on all round (instead of along its length where it passes near the head centre), see
-    :func:`_fit_from_point`. The first fit is kept when it rests mostly on T1 steps (``REFIT_MAX_STEP_FRACTION``)
-    or the refit finds too little band (fewer than 8 points or less than ``necrosis_min_area_deg2``).
+    :func:`_fit_from_point`; this matters most for a dark (fluid or fibrous) centre, whose T1 step is found from
+    the head centre only near the lesion axis, so that the first fit rests on a narrow patch. The first fit is kept
+    when the refit finds too little band (fewer than 8 points or less than ``necrosis_min_area_deg2``).
     """
     inside = np.linalg.norm(head_local - fit["center_local"], axis=1) < fit["radius_mm"]
-    if inside.sum() < 20 or fit["step_fraction"] > REFIT_MAX_STEP_FRACTION:
+    if inside.sum() < 20:
         return fit
     new = _fit_from_point(frame, head_local[inside].mean(axis=0), resample, t1_normal, params, seed, edema_level)
     if new is None:
@@ -519,9 +525,10 @@ def _fit_off_centre(frame: HeadFrame, resample, t1_normal: float, params: Quanti
     A segment of about a third of the head has its border through the head centre: every ray from the centre starts
     in the band, so none shows it as a dip. From a point off the centre on the segment side the rays cross the band
     head-on (:func:`_fit_from_point`: same dip, fluid, depth and area tests, the double-line sign's bright rim on the
-    start's side); from a point on the other side the rims contradict the segment. Only a band passing within
-    ``NEAR_CENTRE_FRACTION`` x R of the head centre counts (elsewhere the rays from the centre would have crossed it),
-    and of those the fit with the largest band area is kept; None when no start point (inside the head) finds one.
+    start's side, or the T1 rise out of a dark centre); from a point on the other side the rims contradict the
+    segment. Only a band passing within ``NEAR_CENTRE_FRACTION`` x R of the head centre counts (elsewhere the rays
+    from the centre would have crossed it), and of those the fit with the largest band area is kept; None when no
+    start point (inside the head) finds one.
     """
     R = frame.radius_mm
     best = None
@@ -544,9 +551,11 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
                     seed: int, edema_level: Optional[float], off_centre: bool = False) -> Optional[dict]:
     """The segment's sphere fitted on band points found along rays from ``p0`` (local, mm), a point inside it.
 
-    The band is a T1 dip (:func:`_dips`, the fluid-sensitive check as on the head rays) more than
-    ``band_min_depth_mm`` below the head sphere, with the double-line sign's bright rim on the start's side (the
-    segment side); the ball must contain the start. None with fewer than 8 band points or a band of less than
+    The band is a T1 dip (:func:`_dips`, the fluid-sensitive check as on the head rays) with the double-line sign's
+    bright rim on the start's side (the segment side) or, on a ray without a dip, a sharp T1 rise out of a dark
+    (fluid or fibrous) centre: :func:`_steps` on the reversed ray, T1 dark from the start up to the rise (the dark side
+    is the start's, so no rim test; taken back by ``RISE_EDGE_MM``). Either more than ``band_min_depth_mm`` below the
+    head sphere; the ball must contain the start. None with fewer than 8 band points or a band of less than
     ``necrosis_min_area_deg2`` (solid angle seen from ``p0``). With ``off_centre`` (a start point not known to be in
     the segment, :func:`_fit_off_centre`) the start must lie in the segmented head.
     """
@@ -567,12 +576,18 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
     valid = (hd_r >= 0.5) & (depth >= 2.0) & (nf.r_mm >= REFIT_MIN_R_MM)[None, None, :]
     k = _dips(t1.reshape(-1, n_r), valid.reshape(-1, n_r), t1_normal, params).reshape(n_th, n_ph)
     k = _fluid_confirms(k, fl_r, hd_r, edema_level, step)
+    # a dark centre seen from inside: a sharp T1 rise with T1 dark from the start on (a step on the reversed ray)
+    half = max(1, int(round(STEP_HALF_WIDE_MM / step)))
+    kr = _steps(t1[..., ::-1].reshape(-1, n_r), valid[..., ::-1].reshape(-1, n_r), t1_normal, half,
+                params).reshape(n_th, n_ph)
+    rise = (k < 0) & (kr >= 0)
+    k = np.where(rise, n_r - 1 - kr, k)
     d_k = np.take_along_axis(depth, np.maximum(k, 0)[..., None], axis=2)[..., 0]
     deep = (k >= 0) & (d_k >= params.band_min_depth_mm)
-    good = deep & (_rim_outwards(fl_r, hd_r, k, step) < 0)
+    good = deep & (rise | (_rim_outwards(fl_r, hd_r, k, step) < 0))
     if good.sum() < 8:
         return None
-    pts = q[good] * nf.r_mm[k[good]][:, None]
+    pts = q[good] * (nf.r_mm[k[good]] - np.where(rise[good], RISE_EDGE_MM, 0.0))[:, None]
     fit = _ransac_sphere(pts, tol_mm=2.0, rng=np.random.default_rng(seed), radius_range=(0.4 * R, 3.0 * R),
                          faces=_contains_start)
     if fit is None:
