@@ -605,5 +605,5 @@ def _fit_from_point(frame: HeadFrame, p0: np.ndarray, resample, t1_normal: float
         "band_depth_mm": float(np.median(R - np.linalg.norm(band, axis=1))),
         "double_line_contrast": contrast, "band_area_deg2": area,
         "contains_head_centre": bool(np.linalg.norm(c + p0) < r),
-        "step_fraction": 0.0, "refit": False, "off_centre": off_centre,
+        "step_fraction": float(rise[good][best].mean()), "refit": False, "off_centre": off_centre,
     }
