@@ -32,11 +32,19 @@ def _sif_spec(pixel_mm: float, supersample=None) -> PhantomSpec:
     return replace(spec, right=hip)
 
 
+def _indicator_vectors():
+    """(water, fat) signals: 1 for every tissue (marrow: its water and fat parts add up to 1 at any fat and edema
+    fraction), 0 for the line's tissue."""
+    water = np.ones(len(COMPARTMENTS), np.float32)
+    fat = np.zeros(len(COMPARTMENTS), np.float32)
+    fat[COMPARTMENTS.index("marrow_fat")] = 1.0
+    water[COMPARTMENTS.index(CODE_COMPARTMENT[FIBROUS])] = 0.0
+    return water, fat
+
+
 def _line_volume_rendered(spec: PhantomSpec, monkeypatch) -> float:
     """Signal removed by the line (mm^3): every compartment signals 1, the line's tissue 0."""
-    one = np.ones(len(COMPARTMENTS), np.float32)
-    one[COMPARTMENTS.index(CODE_COMPARTMENT[FIBROUS])] = 0.0
-    vectors = [(one, one)]  # marrow: water and fat parts add up to 1 at any fat and edema fraction
+    vectors = [_indicator_vectors()]
     scene = build_scene(spec)
     centre = np.asarray(spec.midpoint_lps_mm, float) - np.array([spec.head_separation_mm / 2, 0, 0])
     geom = coronal_geometry(spec.acquisition, centre)
@@ -53,14 +61,15 @@ def _line_volume_rendered(spec: PhantomSpec, monkeypatch) -> float:
     return float((without - with_line).sum()) * dx * dy * spec.acquisition.slice_thickness_mm
 
 
-def _line_volume_dense(spec: PhantomSpec, step_mm: float = 0.1) -> float:
-    """The analytic line's volume (mm^3) on a dense grid over its box."""
+def _line_volume_dense(spec: PhantomSpec, step_mm: float = 0.15) -> float:
+    """The analytic line's volume (mm^3) on a dense grid over the upper half of the head's ball."""
     hip = build_scene(spec).hips[0]
-    lo, hi = hip.thin_structure_box(margin_mm=1.0)
-    axes = [np.arange(a, b, step_mm) + step_mm / 2 for a, b in zip(lo, hi)]
+    R = hip.R
+    u_ax, v_ax = (np.arange(-R, R, step_mm) + step_mm / 2 for _ in range(2))
+    w_ax = np.arange(0.0, R, step_mm) + step_mm / 2
+    v, w = np.meshgrid(v_ax, w_ax, indexing="ij")
     total = 0
-    for u in axes[0]:  # one sheet at a time keeps memory small
-        v, w = np.meshgrid(axes[1], axes[2], indexing="ij")
+    for u in u_ax:  # one sheet at a time keeps memory small
         uu = np.full_like(v, u)
         rr = np.sqrt(uu * uu + v * v + w * w)
         total += int(hip.line_inside(uu, v, w, rr).sum())
@@ -74,3 +83,22 @@ def test_line_volume_is_kept_on_every_grid(pixel_mm, supersample, monkeypatch):
     rendered = _line_volume_rendered(spec, monkeypatch)
     dense = _line_volume_dense(spec)
     assert rendered == pytest.approx(dense, rel=0.05)
+
+
+def test_line_truth_mask_and_no_change_without_a_line(monkeypatch):
+    spec = _sif_spec(3.1, (1, 1, 3))
+    scene = build_scene(spec)
+    centre = np.asarray(spec.midpoint_lps_mm, float) - np.array([spec.head_separation_mm / 2, 0, 0])
+    geom = coronal_geometry(spec.acquisition, centre)
+    vectors = [_indicator_vectors()]
+    r = render(scene, geom, 3.0, vectors, (1, 1, 3), truth=True)
+    # an 18 x 14 mm patch, 1 mm thick at 3.1 mm pixels: covers a quarter of some voxels (regions.md rule)
+    assert r.labels["right_subchondral_line"].sum() >= 5
+    # without a line the finer sampling writes nothing: the same image as with no box at all
+    monkeypatch.setattr(HipModel, "line_inside", lambda self, u, v, w, rr: np.zeros(np.shape(rr), bool))
+    a = render(scene, geom, 3.0, vectors, (1, 1, 3), truth=True)
+    monkeypatch.setattr(HipModel, "thin_structure_box", lambda self, margin_mm=2.0: None)
+    b = render(scene, geom, 3.0, vectors, (1, 1, 3), truth=True)
+    assert np.array_equal(a.water[0], b.water[0]) and np.array_equal(a.fat[0], b.fat[0])
+    assert all(np.array_equal(a.labels[k], b.labels[k]) for k in a.labels)
+    assert np.array_equal(a.edema_fraction, b.edema_fraction)

@@ -377,6 +377,7 @@ def _voxel_values(scene: Scene, blk: _Block, sub: tuple, luts: list, truth: bool
         out["water"].append(vsum(vw, np.float32) / nsamp)
         out["fat"].append(vsum(vf, np.float32) / nsamp)
     out["reference"] = vsum(code == GLUTEAL) == nsamp
+    out["line"] = vsum((blk.flags & F_LINE) > 0) > 0
     if not truth:
         return out
     region, flags = blk.region, blk.flags
@@ -421,8 +422,10 @@ def render(scene: Scene, geometry: Geometry, thickness_mm: float, signal_vectors
            supersample=None, truth: bool = True) -> Rendered:
     """Sample the scene on ``geometry`` and return per-series noise-free images and truth.
 
-    Voxels near a hip's thin structures (:meth:`~.anatomy.HipModel.thin_structure_box`) are sampled
-    every ``THIN_SAMPLE_MM`` in-plane instead.
+    Voxels that a hip's subchondral line reaches are sampled at most ``THIN_SAMPLE_MM`` apart in-plane (and never
+    more coarsely than ``supersample``): the line is looked for in :meth:`~.anatomy.HipModel.thin_structure_box`.
+    Through the slice the sampling is unchanged, so on a stack whose slices cut across the line (the axial series)
+    it can still fall between sub-samples.
 
     Parameters
     ----------
@@ -451,24 +454,26 @@ def render(scene: Scene, geometry: Geometry, thickness_mm: float, signal_vectors
     labels = {f"{side}_{s}": np.zeros(shape3, bool) for side in ("right", "left") for s in STRUCTURES} if truth else {}
     edema = np.zeros(shape3, np.float32) if truth else None
 
-    def store(k, v, win):
+    def store(k, v, win, where):
+        """Write the window's voxel values of slice ``k`` where ``where`` holds."""
         sl = (k, slice(*win[1]), slice(*win[0]))
         for s in range(len(luts)):
-            water[s][sl], fat[s][sl] = v["water"][s], v["fat"][s]
-        reference[sl] = v["reference"]
+            water[s][sl][where], fat[s][sl][where] = v["water"][s][where], v["fat"][s][where]
+        reference[sl][where] = v["reference"][where]
         if truth:
             for name, mask in v["labels"].items():
-                labels[name][sl] = mask
-            edema[sl] = v["edema"]
+                labels[name][sl][where] = mask[where]
+            edema[sl][where] = v["edema"][where]
 
     for k in range(nsl):
         whole = ((0, cols), (0, rows))
-        store(k, _voxel_values(scene, _slice_block(geometry, thickness_mm, k, sub, *whole), sub, luts, truth), whole)
+        store(k, _voxel_values(scene, _slice_block(geometry, thickness_mm, k, sub, *whole), sub, luts, truth), whole,
+              np.ones((rows, cols), bool))
         for lo, hi in boxes:
             win = _voxel_window(geometry, thickness_mm, k, lo, hi)
             if win is not None:
-                store(k, _voxel_values(scene, _slice_block(geometry, thickness_mm, k, fine, *win), fine, luts, truth),
-                      win)
+                v = _voxel_values(scene, _slice_block(geometry, thickness_mm, k, fine, *win), fine, luts, truth)
+                store(k, v, win, v["line"])  # only the voxels the line reaches: elsewhere as without a line
     return Rendered(water, fat, labels, edema, reference)
 
 

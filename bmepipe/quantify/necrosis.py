@@ -347,7 +347,7 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
         ``band_depth_mm`` (median depth of the band below the sphere),
         ``double_line_contrast`` (median fluid-sensitive rim-minus-band contrast),
         ``band_area_deg2``, ``contains_head_centre``, ``step_fraction`` (share of the band points that are
-        T1 steps), ``refit`` (True when refitted from inside the segment: centre, radius, band points and depth
+        T1 steps into a dark centre, or, for a fit from a point inside the segment, T1 rises out of it), ``refit`` (True when refitted from inside the segment: centre, radius, band points and depth
         are the refit's, area and double-line contrast the first fit's), ``off_centre`` (True when found from
         a point off the head centre).
     """
@@ -429,9 +429,11 @@ def _rim_outwards(fluid_rays: np.ndarray, head_rays: np.ndarray, k: np.ndarray, 
     The rim is a narrow line along the band: on its side the fluid-sensitive signal within ``RIM_WINDOW_MM`` peaks
     above both the band and the mean over the next ``RIM_WINDOW_MM`` (prominence: the smaller of the two). Where a
     side shows such a peak, the value is the outward minus the inward prominence: bone-marrow edema beside the band
-    (centred on the lesion) is a broad plateau, often brighter than the blurred rim but no peak. Where neither does
-    (the rim blurred into a bright fluid or poorly fat-suppressed centre), the brightest head signals within
-    ``RIM_WINDOW_MM`` are compared, outwards minus inwards (+-inf where only one side has head samples).
+    (centred on the lesion) is a broad plateau, often brighter than the blurred rim but no peak. Where neither does,
+    the brightest head signals within ``RIM_WINDOW_MM`` are compared, outwards minus inwards (+-inf where only one
+    side has head samples). With noise a flat side nearly always shows a small peak, so this fall-back is rare: a
+    rim blurred into a bright fluid or poorly fat-suppressed centre is then decided by noise peaks (no noise floor
+    on the prominence: 0.05-0.2 x muscle changed one tuning hip, read right either way).
     """
     w = max(1, int(round(RIM_WINDOW_MM / step_mm)))
     head = head_rays >= 0.5

@@ -40,7 +40,7 @@ CORTEX_FLUID_MAX = 0.8
 #: 100-146 degrees on CT); sin(5 deg) ~ 0.09.
 NECK_MIN_DESCENT = 0.09
 #: A region of a slice joins the femur when at least this fraction of it lies on the femur of the neighbouring
-#: slice: the majority, as in the half-voxel rule of regions.md. With 0.4, fat joined to the neck's upper surface
+#: slice: at least half, as in the half-voxel rule of regions.md. With 0.4, fat joined to the neck's upper surface
 #: through blurred cortex grew from slice to slice towards the ends of the stack (each slice's fat 1.3-2.2 times
 #: the last's, up to 3300 voxels of a slice holding no bone; probe suites 9500-9501, 3-4.5 mm slices).
 SLICE_JOIN_OVERLAP = 0.5
