@@ -377,7 +377,6 @@ def _voxel_values(scene: Scene, blk: _Block, sub: tuple, luts: list, truth: bool
         out["water"].append(vsum(vw, np.float32) / nsamp)
         out["fat"].append(vsum(vf, np.float32) / nsamp)
     out["reference"] = vsum(code == GLUTEAL) == nsamp
-    out["line"] = vsum((blk.flags & F_LINE) > 0) > 0
     if not truth:
         return out
     region, flags = blk.region, blk.flags
@@ -422,10 +421,11 @@ def render(scene: Scene, geometry: Geometry, thickness_mm: float, signal_vectors
            supersample=None, truth: bool = True) -> Rendered:
     """Sample the scene on ``geometry`` and return per-series noise-free images and truth.
 
-    Voxels that a hip's subchondral line reaches are sampled at most ``THIN_SAMPLE_MM`` apart in-plane (and never
-    more coarsely than ``supersample``): the line is looked for in :meth:`~.anatomy.HipModel.thin_structure_box`.
-    Through the slice the sampling is unchanged, so on a stack whose slices cut across the line (the axial series)
-    it can still fall between sub-samples.
+    Voxels in the box around a hip's subchondral line (:meth:`~.anatomy.HipModel.thin_structure_box`) are sampled
+    at most ``THIN_SAMPLE_MM`` apart in-plane (never more coarsely than ``supersample``), every tissue in it, so the
+    line and the tissue around its ends share one sampling; the box's edge, 2 mm beyond the line, is a small step in
+    partial volume (cortex, cartilage). Through the slice the sampling is unchanged, so on a stack whose slices cut
+    across the line (the axial series) it can still fall between sub-samples.
 
     Parameters
     ----------
@@ -454,26 +454,24 @@ def render(scene: Scene, geometry: Geometry, thickness_mm: float, signal_vectors
     labels = {f"{side}_{s}": np.zeros(shape3, bool) for side in ("right", "left") for s in STRUCTURES} if truth else {}
     edema = np.zeros(shape3, np.float32) if truth else None
 
-    def store(k, v, win, where):
-        """Write the window's voxel values of slice ``k`` where ``where`` holds."""
+    def store(k, v, win):
         sl = (k, slice(*win[1]), slice(*win[0]))
         for s in range(len(luts)):
-            water[s][sl][where], fat[s][sl][where] = v["water"][s][where], v["fat"][s][where]
-        reference[sl][where] = v["reference"][where]
+            water[s][sl], fat[s][sl] = v["water"][s], v["fat"][s]
+        reference[sl] = v["reference"]
         if truth:
             for name, mask in v["labels"].items():
-                labels[name][sl][where] = mask[where]
-            edema[sl][where] = v["edema"][where]
+                labels[name][sl] = mask
+            edema[sl] = v["edema"]
 
     for k in range(nsl):
         whole = ((0, cols), (0, rows))
-        store(k, _voxel_values(scene, _slice_block(geometry, thickness_mm, k, sub, *whole), sub, luts, truth), whole,
-              np.ones((rows, cols), bool))
+        store(k, _voxel_values(scene, _slice_block(geometry, thickness_mm, k, sub, *whole), sub, luts, truth), whole)
         for lo, hi in boxes:
             win = _voxel_window(geometry, thickness_mm, k, lo, hi)
             if win is not None:
-                v = _voxel_values(scene, _slice_block(geometry, thickness_mm, k, fine, *win), fine, luts, truth)
-                store(k, v, win, v["line"])  # only the voxels the line reaches: elsewhere as without a line
+                store(k, _voxel_values(scene, _slice_block(geometry, thickness_mm, k, fine, *win), fine, luts, truth),
+                      win)
     return Rendered(water, fat, labels, edema, reference)
 
 
