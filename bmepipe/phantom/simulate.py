@@ -187,6 +187,18 @@ def _odd(v: float, lo: int) -> int:
 
 
 # --------------------------------------------------------------------------- sample blocks
+def _box_extent_mm(origin, r, c, n, slab, lo, hi):
+    """Extent (mm from ``origin`` along the row and column directions ``r``, ``c``: a_min, a_max, b_min, b_max)
+    of the LPS box [lo, hi]; None if the box misses the slab ``slab`` (mm from ``origin`` along ``n``)."""
+    corners = np.array([[a, b, z] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    rel = corners - origin
+    nrm = rel @ n
+    if nrm.max() < slab[0] or nrm.min() > slab[1]:
+        return None
+    a, b = rel @ r, rel @ c
+    return a.min(), a.max(), b.min(), b.max()
+
+
 @dataclass
 class _Block:
     """Sample points of one slice (views); ``sub`` gives the part inside an LPS box."""
@@ -204,16 +216,14 @@ class _Block:
 
     def sub(self, lo, hi):
         f = self.frame
-        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
-        rel = corners - f["origin"]
-        nrm = rel @ f["n"]
-        if nrm.max() < f["k_lo"] or nrm.min() > f["k_hi"]:
+        ext = _box_extent_mm(f["origin"], f["r"], f["c"], f["n"], (f["k_lo"], f["k_hi"]), lo, hi)
+        if ext is None:
             return None
-        a, b = rel @ f["r"], rel @ f["c"]
-        i0 = max(0, int(math.floor((a.min() / f["dx"] + 0.5) * f["si"] - 0.5)))
-        i1 = min(f["ni"], int(math.ceil((a.max() / f["dx"] + 0.5) * f["si"] - 0.5)) + 1)
-        j0 = max(0, int(math.floor((b.min() / f["dy"] + 0.5) * f["sj"] - 0.5)))
-        j1 = min(f["nj"], int(math.ceil((b.max() / f["dy"] + 0.5) * f["sj"] - 0.5)) + 1)
+        a_min, a_max, b_min, b_max = ext
+        i0 = max(0, int(math.floor((a_min / f["dx"] + 0.5) * f["si"] - 0.5)))
+        i1 = min(f["ni"], int(math.ceil((a_max / f["dx"] + 0.5) * f["si"] - 0.5)) + 1)
+        j0 = max(0, int(math.floor((b_min / f["dy"] + 0.5) * f["sj"] - 0.5)))
+        j1 = min(f["nj"], int(math.ceil((b_max / f["dy"] + 0.5) * f["sj"] - 0.5)) + 1)
         if i1 <= i0 or j1 <= j0:
             return None
         s = (slice(None), slice(j0, j1), slice(i0, i1))
@@ -406,14 +416,13 @@ def _voxel_window(geometry: Geometry, thickness_mm: float, k: int, lo, hi):
     """Columns and rows (half-open ranges) of slice ``k``'s voxels touching the LPS box [lo, hi]; None if none."""
     dx, dy, dz = geometry.spacing_mm
     m = geometry.matrix
-    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
-    rel = corners - np.asarray(geometry.origin_lps_mm)
-    nrm = rel @ m[:, 2]
-    if nrm.max() < k * dz - thickness_mm / 2 or nrm.min() > k * dz + thickness_mm / 2:
+    ext = _box_extent_mm(np.asarray(geometry.origin_lps_mm), m[:, 0], m[:, 1], m[:, 2],
+                         (k * dz - thickness_mm / 2, k * dz + thickness_mm / 2), lo, hi)
+    if ext is None:
         return None
-    a, b = rel @ m[:, 0], rel @ m[:, 1]
-    i0, i1 = max(0, math.floor(a.min() / dx + 0.5)), min(geometry.size[0], math.floor(a.max() / dx + 0.5) + 1)
-    j0, j1 = max(0, math.floor(b.min() / dy + 0.5)), min(geometry.size[1], math.floor(b.max() / dy + 0.5) + 1)
+    a_min, a_max, b_min, b_max = ext
+    i0, i1 = max(0, math.floor(a_min / dx + 0.5)), min(geometry.size[0], math.floor(a_max / dx + 0.5) + 1)
+    j0, j1 = max(0, math.floor(b_min / dy + 0.5)), min(geometry.size[1], math.floor(b_max / dy + 0.5) + 1)
     return ((i0, i1), (j0, j1)) if i1 > i0 and j1 > j0 else None
 
 

@@ -347,9 +347,10 @@ def _fit_segment(frame: HeadFrame, t1_rays: Optional[np.ndarray], fluid_rays: np
         ``band_depth_mm`` (median depth of the band below the sphere),
         ``double_line_contrast`` (median fluid-sensitive rim-minus-band contrast),
         ``band_area_deg2``, ``contains_head_centre``, ``step_fraction`` (share of the band points that are
-        T1 steps into a dark centre, or, for a fit from a point inside the segment, T1 rises out of it), ``refit`` (True when refitted from inside the segment: centre, radius, band points and depth
-        are the refit's, area and double-line contrast the first fit's), ``off_centre`` (True when found from
-        a point off the head centre).
+        T1 steps into a dark centre, or, for a fit from a point inside the segment, T1 rises out of it),
+        ``refit`` (True when refitted from inside the segment: centre, radius, band points and depth are the
+        refit's, area and double-line contrast the first fit's), ``off_centre`` (True when found from a point
+        off the head centre).
     """
     if t1_rays is None or t1_normal is None or not np.isfinite(t1_normal):
         return None
