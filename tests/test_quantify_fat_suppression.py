@@ -19,14 +19,9 @@ from bmepipe.patterns import assess_patterns
 from bmepipe.phantom import generate_study, make_suite
 from bmepipe.quantify import quantify_hips
 from bmepipe.quantify._truth import normalized_from_study, segmentation_from_truth
+from test_quantify_phantom import _protocol
 
 pytestmark = pytest.mark.slow
-
-
-def _protocol(series, field_t):
-    p = series.protocol
-    return {"sequence_kind": p.kind, "field_strength_t": field_t, "repetition_time_ms": p.repetition_time_ms,
-            "echo_time_ms": p.echo_time_ms, "inversion_time_ms": p.inversion_time_ms}
 
 
 @pytest.fixture(scope="module")
