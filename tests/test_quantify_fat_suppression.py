@@ -1,11 +1,12 @@
-"""BME under failed fat suppression: the T1 series carries the edema that bright fat hides.
+"""BME and patterns under failed fat suppression (a guard; the figures are in benchmarks/README.md).
 
 The held-out test suite's first two studies (``make_suite(2, seed=22, small=True)``: a
 normal and a TOH hip, then a TOH and an AVN hip) re-acquired as T2-FS at 1.5 T with a
 fat-saturation pulse of 25 % efficiency (the suites draw 20-60 % in a fifth of their
-fat-suppressed studies). Truth comes from the phantom's label maps and patterns; the
-segmentation is the phantom's, so the BME measurement is tested on its own. Fixture
-about 5 s on one core.
+fat-suppressed studies). Fat left bright on the fluid-sensitive series hides the edema
+that replaces it (clinical.md section 6), so T1 must carry the measurement. Truth comes
+from the phantom's label maps and patterns; the segmentation is the phantom's, so the BME
+measurement is tested on its own. Fixture about 5 s on one core.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def test_the_qc_sees_the_failed_fat_suppression(hips):
         assert norm.quality.flag("fat_suppression").passed is False
 
 
-def test_toh_hips_read_toh_like_with_bme_measured_on_t1(hips):
+def test_toh_hips_read_toh_like_with_t1_behind_the_bme(hips):
     """Categorical truth only: how well the volume agrees is a benchmark figure (benchmarks/README.md,
     ``bench_quantify.py --failed-fat-sat``), not a per-hip tolerance."""
     toh = [h for h in hips if h[0].truth["sides"][h[2]]["pattern"] == "toh"]

@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-from .._morphology import erode_square, square_max
+from .._morphology import erode_square
 from .params import QuantifyParams
 
 __all__ = ["normal_marrow_levels", "edema_fraction", "bme_mask", "bme_distribution", "REGION_NAMES"]
@@ -87,29 +87,17 @@ def edema_fraction(image: np.ndarray, normal_level: float, edema_level: float, s
 
 
 def bme_mask(e_fluid: np.ndarray, e_t1: Optional[np.ndarray], marrow: np.ndarray, spacing_xyz,
-             params: QuantifyParams, exclude: Optional[np.ndarray] = None, *, from_t1: bool = False) -> np.ndarray:
-    """Marrow voxels with ``e >= bme_edema_fraction`` (T1-supported), small components removed.
-
-    With ``from_t1``, ``e_fluid`` is the edema fraction measured on T1 alone, which red
-    marrow and noise also raise: the threshold is then ``t1_only_edema_fraction``, and a
-    voxel of the marrow's outer ring (one voxel in-plane) counts only beside a BME voxel
-    further in, since partial volume with the dark cortex lowers T1 as edema does (on
-    fluid-sensitive images it lowers the signal, the other way). Growing regions of
-    ``e >= bme_edema_fraction`` from those voxels (hysteresis) halved the volume error on
-    the tuning probes but called two more normal hips indeterminate, so it is not used.
-    """
+             params: QuantifyParams, exclude: Optional[np.ndarray] = None) -> np.ndarray:
+    """Marrow voxels with ``e >= bme_edema_fraction`` (T1-supported), small components removed."""
     box = _box(marrow, 0)
     if box is None:
         return np.zeros(marrow.shape, bool)
     if any(b.stop - b.start < n for b, n in zip(box, marrow.shape)):  # the same within the marrow's box
         out = np.zeros(marrow.shape, bool)
         out[box] = bme_mask(e_fluid[box], None if e_t1 is None else e_t1[box], marrow[box], spacing_xyz, params,
-                            None if exclude is None else exclude[box], from_t1=from_t1)
+                            None if exclude is None else exclude[box])
         return out
-    m = marrow & (e_fluid >= (params.t1_only_edema_fraction if from_t1 else params.bme_edema_fraction))
-    if from_t1:
-        inner = erode_square(marrow)
-        m &= inner | square_max(m & inner, 3).astype(bool)
+    m = marrow & (e_fluid >= params.bme_edema_fraction)
     if e_t1 is not None:
         m &= e_t1 >= params.t1_support_fraction
     if exclude is not None:

@@ -70,30 +70,12 @@ def quantify_hips(normalized, segmentation, *, params: QuantifyParams = Quantify
     if t1 is not None and not np.any(t1):
         t1 = None
     return quantify_arrays(fluid, t1, segmentation, params=params, fluid_protocol=fluid_protocol,
-                           t1_protocol=t1_protocol, fat_suppression_ok=_fat_suppression_ok(normalized))
-
-
-def _fat_suppression_ok(normalized) -> Optional[bool]:
-    """The study's ``fat_suppression`` QC verdict (None when not assessed)."""
-    quality = getattr(normalized, "quality", None)
-    for f in getattr(quality, "flags", None) or []:
-        if f.name == "fat_suppression":
-            return f.passed
-    return None
+                           t1_protocol=t1_protocol)
 
 
 def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *,
-                    params: QuantifyParams = QuantifyParams(), fluid_protocol=None, t1_protocol=None,
-                    fat_suppression_ok: Optional[bool] = None) -> HipMeasurements:
-    """:func:`quantify_hips` on standardized arrays ``[slice, row, column]`` (muscle = 1.0).
-
-    ``fat_suppression_ok`` is the fluid-sensitive series' fat-suppression QC verdict
-    (:func:`bmepipe.normalize.fat_suppression_flags`; :func:`quantify_hips` passes it). When it
-    is False and a T1 series exists, BME is also measured on T1 alone and the two masks are
-    joined: fat left bright on the fluid-sensitive series hides the edema that replaces it
-    (clinical.md section 6), while edema still lowers T1 (Vande Berg et al., RadioGraphics
-    1993;13:501, clinical.md section 2).
-    """
+                    params: QuantifyParams = QuantifyParams(), fluid_protocol=None, t1_protocol=None) -> HipMeasurements:
+    """:func:`quantify_hips` on standardized arrays ``[slice, row, column]`` (muscle = 1.0)."""
     t_start = time.perf_counter()
     spacing = tuple(float(s) for s in segmentation.spacing_mm)
     voxel_ml = float(np.prod(spacing)) / 1000.0
@@ -109,15 +91,11 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
     if t1 is not None and t_n is not None and t_n > t_ed:
         e_t = edema_fraction(t1, t_n, t_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
     bme_from = "fluid-sensitive signal, T1-supported" if e_t is not None else "fluid-sensitive signal"
-    e_alone = None  # edema fraction from T1, for BME measured on T1 alone
     if np.isfinite(f_n) and f_ed - f_n >= params.min_edema_contrast:
         e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
-        if e_t is not None and fat_suppression_ok is False:
-            e_alone = e_t
-            bme_from += ", joined with T1 alone (fat suppression failed)"
     elif e_t is not None:
         # normal marrow nearly as bright as edema: failed fat suppression; measure on T1 alone
-        e_alone = e_t
+        e_f = e_t * np.float32(params.bme_edema_fraction / params.t1_only_edema_fraction)
         bme_from = "T1 signal only (normal marrow too bright on the fluid-sensitive series)"
     common = {"normal_marrow_fluid": f_n, "normal_marrow_t1": t_n, "edema_signal_fluid": f_ed,
               "edema_signal_fluid_from": f_how, "edema_signal_t1": t_ed, "edema_signal_t1_from": t_how,
@@ -126,10 +104,9 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
     def one_side(name):
         t0 = time.perf_counter()
         side_seg = segmentation.sides[name]
-        if not side_seg.ok or side_seg.marrow is None or (e_f is None and e_alone is None):
+        if not side_seg.ok or side_seg.marrow is None or e_f is None:
             return SideMeasurements(side=name, status="failed", reason=side_seg.reason or "no femoral marrow segmented")
-        out = _quantify_side(fluid, t1, e_f, e_t, e_alone, side_seg, segmentation, params, voxel_ml, f_n, t_n, f_ed,
-                             f_fl)
+        out = _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml, f_n, t_n, f_ed, f_fl)
         out.details.update(common, seconds=round(time.perf_counter() - t0, 3))
         return out
 
@@ -143,7 +120,7 @@ def _voxel_local(zyx: np.ndarray, segmentation, center, axes) -> np.ndarray:
     return (segmentation.index_to_lps(zyx) - center) @ axes.T
 
 
-def _quantify_side(fluid, t1, e_f, e_t, e_alone, side_seg, segmentation, params, voxel_ml, f_n, t_n, f_ed, f_fl):
+def _quantify_side(fluid, t1, e_f, e_t, side_seg, segmentation, params, voxel_ml, f_n, t_n, f_ed, f_fl):
     regions = {r: side_seg.regions.get(r, np.zeros(fluid.shape, bool)) for r in _REGIONS}
     out = SideMeasurements(side=side_seg.side, head_center_lps_mm=side_seg.head_center_lps_mm,
                            head_radius_mm=side_seg.head_radius_mm,
@@ -178,12 +155,7 @@ def _quantify_side(fluid, t1, e_f, e_t, e_alone, side_seg, segmentation, params,
     if not avn.present:
         necrosis[:] = False
     # BME (the necrotic segment, reactive rim included, is not edema)
-    mask = np.zeros(fluid.shape, bool)
-    if e_f is not None:
-        mask = bme_mask(e_f, e_t, side_seg.marrow, segmentation.spacing_mm, params, exclude=necrosis)
-    if e_alone is not None:
-        mask |= bme_mask(e_alone, None, side_seg.marrow, segmentation.spacing_mm, params, exclude=necrosis,
-                         from_t1=True)
+    mask = bme_mask(e_f, e_t, side_seg.marrow, segmentation.spacing_mm, params, exclude=necrosis)
     vol = float(mask.sum()) * voxel_ml
     fractions = {r: (float((mask & m).sum()) / float(m.sum()) if m.any() else None) for r, m in regions.items()}
     vals = fluid[mask]

@@ -57,10 +57,7 @@ class QuantifyParams(NumericParams):
         mr_physics.md section 3), BME is measured on T1 alone [tuned].
     t1_only_edema_fraction : float
         BME threshold on the T1-based edema fraction when T1 is used alone: T1
-        alone overestimates e (partial volume with cortex, red marrow) [tuned: 0.45
-        on seed 11; 0.40 once the marrow's outer ring needs a BME neighbour, on the
-        failed-fat-suppression studies of probe suites 9600-9609 (0.35 called two
-        more normal hips indeterminate)].
+        alone overestimates e (partial volume with cortex, red marrow) [tuned].
     normal_marrow_percentile_fluid : float
         Normal-appearing marrow level = this percentile of the fluid-sensitive
         signal of the femoral marrow of both hips (most marrow is normal even in
@@ -153,7 +150,7 @@ class QuantifyParams(NumericParams):
     edema_pv_factor: float = 0.9
     t1_support_fraction: float = 0.1
     min_edema_contrast: float = 1.0
-    t1_only_edema_fraction: float = 0.40
+    t1_only_edema_fraction: float = 0.45
     normal_marrow_percentile_fluid: float = 25.0
     normal_marrow_percentile_t1: float = 80.0
     bme_smoothing_mm: float = 1.0
