@@ -248,7 +248,9 @@ def test_killed_batch_resumes_to_a_complete_uncorrupted_cohort(cohort, tmp_path)
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_finished(small, tmp_path):
     out = tmp_path / "out"
-    proc = _cli(small.root, out, sleep="1.5")
+    # 3 s a study: after the first finishes, the last two still have about 3 s to go, enough for this process
+    # to see it and send the signal on a loaded machine (at 1.5 s a loaded run once finished first)
+    proc = _cli(small.root, out, sleep="3.0")
     _wait_finished(out, 1, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
