@@ -1,12 +1,15 @@
-"""BME and patterns under failed fat suppression (a guard; the figures are in benchmarks/README.md).
+"""BME and patterns under failed fat suppression (a guard of the measurement as it is).
 
 The held-out test suite's first two studies (``make_suite(2, seed=22, small=True)``: a
 normal and a TOH hip, then a TOH and an AVN hip) re-acquired as T2-FS at 1.5 T with a
 fat-saturation pulse of 25 % efficiency (the suites draw 20-60 % in a fifth of their
-fat-suppressed studies). Fat left bright on the fluid-sensitive series hides the edema
-that replaces it (clinical.md section 6), so T1 must carry the measurement. Truth comes
-from the phantom's label maps and patterns; the segmentation is the phantom's, so the BME
-measurement is tested on its own. Fixture about 5 s on one core.
+fat-suppressed studies). Marrow fat left bright on the fluid-sensitive series can hide
+edema (clinical.md section 6); T1 supports or, where the fluid-sensitive contrast is too
+low, carries the measurement. Truth comes from the phantom's label maps and patterns;
+the segmentation is the phantom's, so the BME measurement is tested on its own. How well
+volumes agree under failed fat suppression is a benchmark figure (benchmarks/README.md,
+``bench_quantify.py --failed-fat-sat``), not a per-hip tolerance here. Fixture about 5 s
+on one core.
 """
 
 from __future__ import annotations
@@ -49,14 +52,12 @@ def test_the_qc_sees_the_failed_fat_suppression(hips):
 
 
 def test_toh_hips_read_toh_like_with_t1_behind_the_bme(hips):
-    """Categorical truth only: how well the volume agrees is a benchmark figure (benchmarks/README.md,
-    ``bench_quantify.py --failed-fat-sat``), not a per-hip tolerance."""
     toh = [h for h in hips if h[0].truth["sides"][h[2]]["pattern"] == "toh"]
     assert len(toh) == 2
     for study, _, side, sm, pat, vox_ml in toh:
         truth = study.labels[f"{side}_bme"]
         assert float(truth.sum()) * vox_ml > 20.0  # large BME: the case is not trivial
-        assert "T1" in sm.details["bme_from"]
+        assert "T1" in sm.details["bme_from"]  # T1-supported, or measured on T1 only
         assert sm.bme.present
         assert float((truth & sm.masks["bme"]).sum()) > 0.5 * float(sm.masks["bme"].sum())  # mostly true BME
         assert pat.label == "toh_like"
