@@ -18,7 +18,7 @@ writes the same figures.
     python benchmarks/bench_quantify.py                      # 24 held-out cases, truth segmentation
     python benchmarks/bench_quantify.py --cases 8 --full     # clinical matrices (256-512)
     python benchmarks/bench_quantify.py --segmentation segment --json out.json
-    python benchmarks/bench_quantify.py --seed 9610-9619 --failed-fat-sat   # fat saturation failed (T1 carries BME)
+    python benchmarks/bench_quantify.py --seed 9610-9619 --failed-fat-sat   # studies whose fat saturation failed
 """
 
 from __future__ import annotations
