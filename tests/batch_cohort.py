@@ -111,9 +111,20 @@ def make_cohort(root, n: int = 20, broken=BROKEN, bases=None, seed: int = 0) -> 
 
 
 def slow_inspect(ref, out_dir):
-    """The inspect job, slowed down (for kill-and-resume timing)."""
+    """The inspect job, slowed down (for kill-and-resume timing).
+
+    With ``BMEPIPE_TEST_JOB_GATE`` (a folder), only the first study to start runs; every other
+    one waits until the batch is stopped, so a test can interrupt a batch that cannot finish first.
+    """
     from bmepipe.batch import inspect_job
 
+    gate = os.environ.get("BMEPIPE_TEST_JOB_GATE")
+    if gate:
+        try:
+            os.close(os.open(os.path.join(gate, "first"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            while True:  # the interrupted batch kills this process
+                time.sleep(0.05)
     time.sleep(float(os.environ.get("BMEPIPE_TEST_JOB_SLEEP", "0.4")))
     return inspect_job(ref, out_dir)
 

@@ -205,9 +205,11 @@ def test_analyze_job_after_a_local_cluster_started_runs_locally_and_on_dask(tmp_
 
 
 # ------------------------------------------------------------------------------------------ interruption
-def _cli(root, out, *extra, sleep="0.4"):
+def _cli(root, out, *extra, sleep="0.4", gate=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                BMEPIPE_TEST_JOB_SLEEP=sleep)
+    if gate is not None:
+        env["BMEPIPE_TEST_JOB_GATE"] = str(gate)
     cmd = [sys.executable, "-m", "bmepipe", "batch", str(root), "-o", str(out), "--workers", "2",
            "--job", "batch_cohort:slow_inspect", "--no-progress", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -248,12 +250,19 @@ def test_killed_batch_resumes_to_a_complete_uncorrupted_cohort(cohort, tmp_path)
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_finished(small, tmp_path):
     out = tmp_path / "out"
-    # 3 s a study: after the first finishes, the last two still have about 3 s to go, enough for this process
-    # to see it and send the signal on a loaded machine (at 1.5 s a loaded run once finished first)
-    proc = _cli(small.root, out, sleep="3.0")
+    # only the first study runs, the others wait at the gate: the batch cannot finish before the signal (timing
+    # alone, 1.5 and then 3 s a study, let a run on a loaded machine finish first and exit 0)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    proc = _cli(small.root, out, sleep="0.4", gate=gate)
     _wait_finished(out, 1, proc)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=20)
+    try:
+        stdout, stderr = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the batch did not stop within 20 s of SIGINT")
     assert proc.returncode == 130
     assert stderr.strip().count("\n") == 0 and "interrupted" in stderr and "resume" in stderr
     for folder in (out / "studies").iterdir():  # an unfinished study never looks finished
