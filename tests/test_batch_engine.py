@@ -273,6 +273,31 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_finished(small, 
     _check_complete(out, _expected_status(small, out))
 
 
+_TGKILL = {"x86_64": 234, "aarch64": 131}.get(os.uname().machine) if sys.platform.startswith("linux") else None
+
+
+@pytest.mark.skipif(_TGKILL is None, reason="needs Linux's tgkill(2) (x86-64 or arm64) to signal one thread")
+def test_ctrl_c_delivered_to_a_worker_thread_still_stops_the_batch(small, tmp_path):
+    """A terminal's SIGINT goes to the process, and the kernel may hand it to any of its threads: Python raises
+    KeyboardInterrupt only in the main thread, so the batch must not sleep there until a study finishes."""
+    import ctypes
+
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    gate.mkdir()
+    proc = _cli(small.root, out, gate=gate)
+    _wait_finished(out, 1, proc)
+    others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    assert others, "the batch runs its studies from threads"
+    assert ctypes.CDLL(None).syscall(_TGKILL, proc.pid, others[0], int(signal.SIGINT)) == 0
+    try:
+        _, stderr = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("SIGINT delivered to a worker thread did not stop the batch within 20 s")
+    assert proc.returncode == 130 and "interrupted" in stderr
+
+
 # ------------------------------------------------------------------------------------------ isolation
 def test_timeout_kills_a_hung_study_and_the_next_one_runs(small, tmp_path):
     import psutil

@@ -292,11 +292,15 @@ def _record_failure(ref: StudyRef, out: Path, error: str, job_name: str, phash: 
 
 
 # ---------------------------------------------------------------------------- executors
+#: Longest time (s) the main thread waits for a study before it checks for Ctrl-C.
+_POLL_S = 0.2
+
+
 def _run_local(todo: list[StudyRef], out: Path, job: Callable, job_name: str, phash: str,
                timeout_s: Optional[float], workers: int, slot_options: dict,
                on_done: Callable[[StudyOutcome], None]) -> None:
     """``workers`` threads, each driving its own worker process (threads only wait; processes compute)."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     stop = threading.Event()
     slots: list[WorkerSlot] = []
@@ -313,9 +317,14 @@ def _run_local(todo: list[StudyRef], out: Path, job: Callable, job_name: str, ph
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bmepipe-batch")
     try:
-        futures = [pool.submit(task, ref) for ref in todo]
-        for fut in as_completed(futures):
-            on_done(fut.result())
+        pending = {pool.submit(task, ref) for ref in todo}
+        while pending:
+            # a timed wait: the kernel may hand Ctrl-C's SIGINT to one of the pool's threads, and Python raises
+            # KeyboardInterrupt only once this (main) thread runs again; an untimed wait slept on until the next
+            # study finished, however long that took
+            finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                on_done(fut.result())
     except BaseException:
         stop.set()  # running studies are abandoned (their processes killed), queued ones never start
         pool.shutdown(wait=True, cancel_futures=True)
