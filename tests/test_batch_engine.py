@@ -205,12 +205,18 @@ def test_analyze_job_after_a_local_cluster_started_runs_locally_and_on_dask(tmp_
 
 
 # ------------------------------------------------------------------------------------------ interruption
+# `python -m bmepipe` with Ctrl-C as from a terminal: a process started with SIGINT ignored (any background job of a
+# non-interactive shell, e.g. `bash .ci/run &`) passes that on, and Python then never raises KeyboardInterrupt
+_RUN_CLI = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.argv[0] = 'bmepipe'; runpy.run_module('bmepipe', run_name='__main__')")
+
+
 def _cli(root, out, *extra, sleep="0.4", gate=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                BMEPIPE_TEST_JOB_SLEEP=sleep)
     if gate is not None:
         env["BMEPIPE_TEST_JOB_GATE"] = str(gate)
-    cmd = [sys.executable, "-m", "bmepipe", "batch", str(root), "-o", str(out), "--workers", "2",
+    cmd = [sys.executable, "-c", _RUN_CLI, "batch", str(root), "-o", str(out), "--workers", "2",
            "--job", "batch_cohort:slow_inspect", "--no-progress", *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
