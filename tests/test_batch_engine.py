@@ -256,8 +256,8 @@ def test_killed_batch_resumes_to_a_complete_uncorrupted_cohort(cohort, tmp_path)
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_finished(small, tmp_path):
     out = tmp_path / "out"
-    # only the first study runs, the others wait at the gate: the batch cannot finish before the signal (timing
-    # alone, 1.5 and then 3 s a study, let a run on a loaded machine finish first and exit 0)
+    # only the first study runs, the others wait at the gate: the batch cannot finish before the signal arrives,
+    # however loaded the machine
     gate = tmp_path / "gate"
     gate.mkdir()
     proc = _cli(small.root, out, sleep="0.4", gate=gate)
