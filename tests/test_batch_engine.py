@@ -221,6 +221,16 @@ def _cli(root, out, *extra, sleep="0.4", gate=None):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _output_once_stopped(proc, failure: str, limit_s: float = 20.0) -> tuple:
+    """``proc``'s (stdout, stderr) once it exits; killed, and the test failed with ``failure``, after ``limit_s``."""
+    try:
+        return proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(failure)
+
+
 def _wait_finished(out: Path, n: int, proc, limit_s: float = 90.0) -> None:
     t0 = time.perf_counter()
     while len(study_folders(out)) < n:
@@ -263,12 +273,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_finished(small, 
     proc = _cli(small.root, out, sleep="0.4", gate=gate)
     _wait_finished(out, 1, proc)
     proc.send_signal(signal.SIGINT)
-    try:
-        stdout, stderr = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("the batch did not stop within 20 s of SIGINT")
+    stdout, stderr = _output_once_stopped(proc, "the batch did not stop within 20 s of SIGINT")
     assert proc.returncode == 130
     assert stderr.strip().count("\n") == 0 and "interrupted" in stderr and "resume" in stderr
     for folder in (out / "studies").iterdir():  # an unfinished study never looks finished
@@ -295,12 +300,7 @@ def test_ctrl_c_delivered_to_a_worker_thread_still_stops_the_batch(small, tmp_pa
     others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
     assert others, "the batch runs its studies from threads"
     assert ctypes.CDLL(None).syscall(_TGKILL, proc.pid, others[0], int(signal.SIGINT)) == 0
-    try:
-        _, stderr = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("SIGINT delivered to a worker thread did not stop the batch within 20 s")
+    _, stderr = _output_once_stopped(proc, "SIGINT delivered to a worker thread did not stop the batch within 20 s")
     assert proc.returncode == 130 and "interrupted" in stderr
 
 
