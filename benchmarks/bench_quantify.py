@@ -118,6 +118,7 @@ def run_case(spec, segmentation: str) -> dict:
             "kerboul_deg": sm.avn.kerboul_angle_deg,
             "line_truth_mm": tr["subchondral_line"]["length_mm"], "line_mm": sm.sif.line_length_mm,
             "line_thick_truth_mm": tr["subchondral_line"]["thickness_mm"], "line_thick_mm": sm.sif.line_thickness_mm,
+            "line_present": bool(sm.sif.present),
             "collapse_truth_mm": tr["collapse_mm"], "collapse_mm": sm.avn.collapse_mm,
             "effusion_truth_ml": float(eff_truth_nonbone.sum()) * vox_ml, "effusion_ml": sm.effusion_ml,
             "pixel_mm": pixel_mm,
@@ -159,6 +160,10 @@ def summarize(rows: list) -> dict:
         "acetabular_edge_max_abs_error_deg": max(edge_err) if edge_err else None,
         "line_length_within_1_voxel": f"{sum(len_ok)}/{len(len_ok)}",
         "line_thickness_within_1_voxel": f"{sum(thick_ok)}/{len(thick_ok)}",
+        # how specific a reported line is: the hips of each truth pattern in which one was reported
+        **{f"line_reported_in_{p}_hips": f"{sum(r['line_present'] for r in rows if r['case']['pattern'] == p)}/"
+                                          f"{sum(r['case']['pattern'] == p for r in rows)}"
+           for p in ("sif", "toh", "avn", "normal")},
         "collapse_median_abs_error_mm": med(coll), "effusion_median_abs_error_ml": med(eff),
         "pattern_agreement": agree, "avn_called_toh_like": conf["avn_like"]["toh_like"], "confusion": conf,
         "targets": {"bme_median_abs_volume_error <= 0.15": med(vol_err) is not None and med(vol_err) <= 0.15,
@@ -244,6 +249,8 @@ def main(argv=None) -> int:
                         ("acetabular_edge_median_abs_error_deg", ""), ("acetabular_edge_max_abs_error_deg", ""),
                         ("kerboul_median_abs_error_deg", ""),
                         ("line_length_within_1_voxel", "all"), ("line_thickness_within_1_voxel", "all"),
+                        ("line_reported_in_sif_hips", ""), ("line_reported_in_toh_hips", ""),
+                        ("line_reported_in_avn_hips", ""), ("line_reported_in_normal_hips", ""),
                         ("collapse_median_abs_error_mm", ""), ("effusion_median_abs_error_ml", "(truth > 1 ml)"),
                         ("pattern_agreement", ">= 0.95"), ("avn_called_toh_like", "0")):
         print(f"{key:44s} {fmt(s[key])}  {target}")
