@@ -82,6 +82,11 @@ MIN_INLIER_FRACTION = 0.5
 MIN_SURFACE_INLIER_FRACTION = 0.35
 #: Minimum circle-stack score (0-1; 1 = every slice's strongest edge lies on the sphere).
 MIN_CIRCLE_SCORE = 0.55
+#: Circle-centre peaks tried per side, strongest first: on coarse grids (~3 mm pixels, 5 mm slices) rings of
+#: the pelvis can outvote the head (5th peak on phantom 9608007 right; 5 of 768 hips of suites 11/33/44,
+#: 9500-9503, 9600-9608 were found only with 6). 6 of 4-8 compared on suites 9605-9608; no head found with 4
+#: changed with 6.
+HEAD_CANDIDATES = 6
 #: In-plane depth (mm) inside the last bone slice's section beyond which the next, tangentially cut
 #: slice is taken as at least half bone (thick slices, see femur._tangential_slices); calibrated on
 #: the tuning phantoms (4 mm of 4 and 7 tried).
@@ -240,42 +245,66 @@ def _refine_sphere(images, grid: Grid, centre, radius, directions, iterations: i
     return c, r, inlier, explained, surf
 
 
+def _head_fit_problem(fit, gw: Grid, side_cols: np.ndarray):
+    """None if a :func:`_refine_sphere` result is an acceptable head on this side, else why not
+    (an empty string when the fit drifted to the other hip)."""
+    c, r, inlier, explained, _ = fit
+    col = int(np.clip(np.rint(gw.to_index([c])[0, 2]), 0, len(side_cols) - 1))
+    if not side_cols[col]:
+        return ""
+    if not HEAD_RADIUS_RANGE_MM[0] + 0.5 <= r <= HEAD_RADIUS_RANGE_MM[1] - 0.5:
+        return f"the best sphere has an implausible radius ({r:.1f} mm)"
+    if explained < MIN_INLIER_FRACTION or inlier < MIN_SURFACE_INLIER_FRACTION:
+        return (f"no sphere with a consistent articular surface (best {100 * explained:.0f} % of rays agree, "
+                f"{100 * inlier:.0f} % outside a collapsed area)")
+    return None
+
+
 def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions):
-    """Best head sphere among the strongest circle-centre peaks of one side; None with a reason if none."""
+    """Best head sphere among the strongest circle-centre peaks of one side; None with a reason if none.
+
+    Each candidate is refined with its collapsed area left out (:func:`_refine_sphere`). That
+    refinement can run away: wherever edges lie outside the surface (neck, acetabulum, or the
+    pelvic ring around a non-head peak), each pass that leaves out the rays inside the sphere
+    and takes the outermost edge refits it larger, and it may take a whole upper half for a
+    collapse (33-39 mm spheres from 23-31 mm circles on phantom suites 9605-9608). Runaway rejects
+    most non-head peaks, so it still decides while any candidate survives it; only when none does
+    are the candidates' all-ray fits (the first pass, before any collapse is left out) compared
+    instead, on the same criteria. A non-head sphere that passes them is left to the femur checks
+    (a neck continuing from the head, its length and angle to the shaft) that follow.
+    """
     acc = votes.copy()
     acc[:, ~side_cols] = 0
     if not np.any(acc > 0):
         return None, "no circular structure in this half of the field of view"
     size = max(3, int(round(20.0 / gw.spacing[0])))
     peaks = np.argwhere((acc == ndimage.maximum_filter(acc, size=size)) & (acc > 0.2 * acc.max()))
-    order = np.argsort(-acc[peaks[:, 0], peaks[:, 1]])[:4]
-    best, why = None, "no sphere of femoral-head size (radius 18-32 mm) in this half of the field of view"
+    order = np.argsort(-acc[peaks[:, 0], peaks[:, 1]])[:HEAD_CANDIDATES]
+    why = "no sphere of femoral-head size (radius 18-32 mm) in this half of the field of view"
+    circles = []
     for o in order:
         j, i = peaks[o]
         c0, r0, score = circle_stack_fit(det_w, gw, float(j), float(i), HEAD_RADIUS_RANGE_MM, polarity)
-        if score < MIN_CIRCLE_SCORE:
-            continue
-        off0 = images_full[0][2]
-        fit = _refine_sphere(images_full, grid, c0, r0 + off0, directions)
-        if fit is None:
-            continue
-        c, r, inlier, explained, surf = fit
-        col = int(np.clip(np.rint(gw.to_index([c])[0, 2]), 0, len(side_cols) - 1))
-        if not side_cols[col]:
-            continue  # the fit drifted to the other hip
-        if not HEAD_RADIUS_RANGE_MM[0] + 0.5 <= r <= HEAD_RADIUS_RANGE_MM[1] - 0.5:
-            why = f"the best sphere has an implausible radius ({r:.1f} mm)"
-            continue
-        if explained < MIN_INLIER_FRACTION or inlier < MIN_SURFACE_INLIER_FRACTION:
-            why = (f"no sphere with a consistent articular surface (best {100 * explained:.0f} % of rays agree, "
-                   f"{100 * inlier:.0f} % outside a collapsed area)")
-            continue
-        quality = inlier * score
-        if best is None or quality > best[0]:
-            best = (quality, c, r, inlier, surf, score)
-    if best is None:
-        return None, why
-    return best[1:], None
+        if score >= MIN_CIRCLE_SCORE:
+            circles.append((c0, r0 + images_full[0][2], score))
+    for iterations in (3, 1):  # collapse-excluding refinement, then the all-ray fit
+        best = None
+        for c0, r0, score in circles:
+            fit = _refine_sphere(images_full, grid, c0, r0, directions, iterations=iterations)
+            if fit is None:
+                continue
+            problem = _head_fit_problem(fit, gw, side_cols)
+            if problem is not None:
+                if iterations == 3:  # report why the full refinement failed
+                    why = problem or why
+                continue
+            c, r, inlier, _, surf = fit
+            quality = inlier * score
+            if best is None or quality > best[0]:
+                best = (quality, c, r, inlier, surf, score)
+        if best is not None:
+            return best[1:], None
+    return None, why
 
 
 # --------------------------------------------------------------------------- public API
