@@ -142,14 +142,15 @@ def _grow_in_plane(acc: np.ndarray, marrow: np.ndarray, cortex: np.ndarray, k_op
 def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_dist: np.ndarray, seed: np.ndarray,
                     n: np.ndarray, cone_deg: float, radius_mm: float, spacing_mm, *, shell_mm: float = 22.0,
                     cortex_max_mm: float = 6.0, min_overlap: float = SLICE_JOIN_OVERLAP, partial_mm: float = 0.0,
-                    opening_mm: float = 5.0) -> np.ndarray:
+                    opening_mm: float = 5.0, outward_only: bool = True) -> np.ndarray:
     """Femoral bone: the marrow grown from ``seed`` (head interior), plus the cortex around it.
 
     Marrow is grown through marrow-like voxels only, so the dark cortex is the barrier
     against fat outside the bone. Growth is in-plane per slice; a region of a slice
     joins when at least ``min_overlap`` of it lies on the femur of the neighbouring
     slice, because a thick slice cutting a bone surface tangentially blurs the cortex
-    away and would let the marrow leak into the fat of the next slice.
+    away and would let the marrow leak into the fat of the next slice. With ``outward_only``
+    a slice beyond the head's slices joins from its neighbour on the head's side only.
     Voxels within ``shell_mm`` outside the head sphere are dropped unless they lie in
     the neck cone (``cone_deg`` + 15 degrees around ``n``): the acetabular cup cannot
     join the femur through the joint space even where partial volume blurs the gap.
@@ -188,11 +189,20 @@ def femur_component(marrow: np.ndarray, cortex: np.ndarray, rel: tuple, centre_d
         joined[0] = False
         acc[k] |= joined[lab]  # a lookup table: far cheaper than np.isin on a 512 x 512 slice
 
-    for _ in range(2):  # sweeps towards both ends of the stack (trochanter regions apart from the head)
+    # sweeps from the head's slices towards both ends of the stack (trochanter regions apart from the head). Bone
+    # narrows towards the ends of the stack, whereas fat joined at a trochanter or neck surface through blurred
+    # cortex widens there (whole slices of it) and, joined back towards the head, reached the fat beside the neck
+    # and shaft in every slice: hence outward joins only beyond the head's slices (diagnosis suites 9605-9608, both
+    # ways: 92 % of the 40000 voxels joined back towards the head lay outside the femur, 3200 of the 294000 bone
+    # voxels joined came that way)
+    first, last = (seeded[0], seeded[-1]) if outward_only else (-1, nz)
+    for _ in range(2):
         for k in range(1, nz):
-            join(k, acc[k - 1])
+            if k > first:
+                join(k, acc[k - 1])
         for k in range(nz - 2, -1, -1):
-            join(k, acc[k + 1])
+            if k < last:
+                join(k, acc[k + 1])
     steps = max(1, int(round(cortex_max_mm / min(spacing_mm[:2]))))
     acc = _grow_in_plane(acc, marrow & ~cut, cortex, k_open, steps)
     if partial_mm > 0:

@@ -136,7 +136,8 @@ FLUID_RADIUS_OFFSET_MM = 0.35
 #: Slice-join rule of the femur growth on the surrogate (:func:`.femur.femur_component`): the T1 path's majority
 #: (``femur.SLICE_JOIN_OVERLAP``) stops fat, bright on T1, joined through blurred cortex; the surrogate marks fat
 #: muscle-like, and there the majority lost tangential trochanter slices (tests/test_segment_phantom.py, fluid-only
-#: intertrochanteric Dice below 0.8), so the earlier 0.4 is kept.
+#: intertrochanteric Dice below 0.8), so the earlier 0.4 is kept; for the same reason its slices join from both
+#: neighbours (``femur_component(outward_only=False)``): joins outwards only failed the same test.
 SURROGATE_JOIN_OVERLAP = 0.4
 
 
@@ -318,7 +319,8 @@ def segment_side_fluid(side: str, centre, radius_mm: float, inlier: float, surfa
         # the surrogate of the side's box only: no whole-grid image to allocate and cut again
         t1_like, pelvis = _surrogate_box(fluid, grid, centre, r, side)
         out = _hips._segment_side(side, centre, r, inlier, surf, directions, grid, fluid, None, subchondral_depth_mm,
-                                  t1_box=t1_like, pelvis_box=pelvis, join_overlap=SURROGATE_JOIN_OVERLAP)
+                                  t1_box=t1_like, pelvis_box=pelvis, join_overlap=SURROGATE_JOIN_OVERLAP,
+                                  join_outward_only=False)
         out.extras.setdefault("warnings", []).append(
             "no T1 series: femur segmented from the fluid-sensitive series alone (less accurate regions)")
         return out

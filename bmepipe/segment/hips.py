@@ -450,11 +450,11 @@ def _collapse_lookup(dirs, surf, radius):
 
 
 def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_box=None, pelvis_box=None,
-                  join_overlap=SLICE_JOIN_OVERLAP):
+                  join_overlap=SLICE_JOIN_OVERLAP, join_outward_only=True):
     """One side's femur, axes and regions from its head sphere; T1 given on the grid (``T``) or already cut to
     the side's box (``t1_box``, :func:`_side_roi`, as the fluid-only surrogate is); ``pelvis_box`` (optional, on
-    that box) is pelvic bone known beforehand, counted in the acetabulum; ``join_overlap`` is the slice-join
-    rule of :func:`.femur.femur_component`."""
+    that box) is pelvic bone known beforehand, counted in the acetabulum; ``join_overlap`` and
+    ``join_outward_only`` are the slice-join rules of :func:`.femur.femur_component`."""
     roi = _side_roi(grid, c, r, side)
     sub = _sub_grid(grid, roi)
     X_, Y_, Z_ = sub.axis_coordinates()
@@ -487,7 +487,8 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_bo
     if n0 is None:
         raise _SideFailure("femoral head found but no femoral neck continues from it")
     comp = femur_component(marrow_like & envelope, thin_cortex, (px, py, pz), rr, seed, n0, cone, r, sub.spacing,
-                           partial_mm=TANGENTIAL_CORE_MM, min_overlap=join_overlap)
+                           partial_mm=TANGENTIAL_CORE_MM, min_overlap=join_overlap,
+                           outward_only=join_outward_only)
     n, rn, t_min = neck_axis(comp.astype(np.float32), sub, c, r, n0)
     if not 0.35 * r <= rn <= 0.95 * r:
         raise _SideFailure(f"implausible femoral neck (narrowest radius {rn:.1f} mm for a {r:.1f} mm head)")
