@@ -84,8 +84,8 @@ MIN_SURFACE_INLIER_FRACTION = 0.35
 MIN_CIRCLE_SCORE = 0.55
 #: Circle-centre peaks tried per side, strongest first: on coarse grids (~3 mm pixels, 5 mm slices) rings of
 #: the pelvis can outvote the head (5th peak on phantom 9608007 right; 5 of 768 hips of suites 11/33/44,
-#: 9500-9503, 9600-9608 were found only with 6). 6 of 4-8 compared on suites 9605-9608; no head found with 4
-#: changed with 6.
+#: 9500-9503, 9600-9608 were found only with 6). 4-8 compared on suites 9605-9608: every head found with 4
+#: stays the same with 6.
 HEAD_CANDIDATES = 6
 #: The peaks refined first; the others only when none of these is accepted. Refining all six cost 30 % more
 #: segmentation time on small studies (0.54 -> 0.73 s, seed 11) and found the same heads on the 16 studies
