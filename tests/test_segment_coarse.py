@@ -7,7 +7,6 @@ segmentation rejected before the fix it guards; truth comes from the phantom's t
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from bmepipe.phantom import generate_study, make_suite
 from bmepipe.quantify._truth import normalized_from_study
@@ -23,7 +22,6 @@ def _segmented(suite_seed: int, study_seed: int):
     return study, segment_hips(normalized_from_study(study))
 
 
-@pytest.mark.slow
 def test_head_whose_collapse_refinement_runs_away_is_still_found():
     """9607014 right (AVN, 144x112, 3 mm slices, 7 degrees oblique): leaving out the rays of a presumed collapse
     grew the refit sphere pass after pass until it was rejected; the all-ray fit is now taken instead."""
@@ -34,7 +32,6 @@ def test_head_whose_collapse_refinement_runs_away_is_still_found():
     assert abs(side.head_radius_mm - truth["head_radius_mm"]) <= RADIUS_ERROR_MAX_MM
 
 
-@pytest.mark.slow
 def test_fat_joined_beyond_the_head_slices_no_longer_swamps_the_femur():
     """9606020 (T2-FS, acquired 80x64, 3 mm slices): fat joined to a trochanter beyond the head's slices was joined
     back through every slice, the femur masks grew to 2-4 times the femur and both sides were rejected. Fat that
