@@ -11,9 +11,7 @@ import numpy as np
 from bmepipe.phantom import generate_study, make_suite
 from bmepipe.quantify._truth import normalized_from_study
 from bmepipe.segment import segment_hips
-from segment_cases import CENTRE_ERROR_MAX_MM, RADIUS_ERROR_MAX_MM
-
-FEMUR = ("femoral_head", "femoral_neck", "intertrochanteric", "proximal_shaft")
+from segment_cases import CENTRE_ERROR_MAX_MM, FEMUR_REGIONS, RADIUS_ERROR_MAX_MM
 
 
 def _segmented(suite_seed: int, study_seed: int):
@@ -41,7 +39,7 @@ def test_fat_joined_beyond_the_head_slices_no_longer_swamps_the_femur():
         side, truth = seg.sides[name], study.truth["sides"][name]
         assert side.ok, f"{name}: {side.reason}"
         assert np.linalg.norm(np.subtract(side.head_center_lps_mm, truth["head_center_lps_mm"])) <= CENTRE_ERROR_MAX_MM
-        truth_femur = np.logical_or.reduce([study.labels[f"{name}_{r}"] for r in FEMUR])
-        femur = np.logical_or.reduce([side.regions[r] for r in FEMUR])
+        truth_femur = np.logical_or.reduce([study.labels[f"{name}_{r}"] for r in FEMUR_REGIONS])
+        femur = np.logical_or.reduce([side.regions[r] for r in FEMUR_REGIONS])
         # both end at the proximal shaft's cut, so the volumes compare
         assert femur.sum() < 2.0 * truth_femur.sum(), f"{name}: femur {femur.sum()} voxels, truth {truth_femur.sum()}"
