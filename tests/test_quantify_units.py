@@ -17,7 +17,7 @@ import pytest
 
 from bmepipe.errors import ConfigError
 from bmepipe.quantify import QuantifyParams
-from bmepipe.quantify.bme import bme_mask, edema_fraction
+from bmepipe.quantify.bme import bme_mask, edema_fraction, edema_fraction_from_ratio
 from bmepipe.quantify.calibration import signal_ratio
 from bmepipe.quantify.effusion import effusion
 from bmepipe.quantify.headframe import head_frame
@@ -122,6 +122,20 @@ def test_edema_fraction_is_linear_between_normal_and_edema_levels():
     img = np.array([[[0.5, 1.25, 2.0, 3.5]]], np.float32)
     e = edema_fraction(img, 0.5, 3.5, (1.0, 1.0, 1.0), smoothing_mm=0.0)
     assert np.allclose(e, [[[0.0, 0.25, 0.5, 1.0]]])
+
+
+def test_ratio_edema_fraction_ignores_cortex_partial_volume():
+    # Voxels mixing normal marrow (F 1.8, T1 4.0) with a fraction e of edema (F 2.1, T1 1.3), then with a
+    # share c of signal-free cortex: (1 - c) * ((1 - e) * marrow + e * edema) on both images.
+    (f_n, t_n), (f_ed, t_ed) = (1.8, 4.0), (2.1, 1.3)
+    e = np.array([0.0, 0.3, 0.6, 1.0, 0.0, 0.0, 0.3])
+    c = np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.6, 0.5])
+    fluid = ((1 - c) * ((1 - e) * f_n + e * f_ed)).astype(np.float32)[None, None, :]
+    t1 = ((1 - c) * ((1 - e) * t_n + e * t_ed)).astype(np.float32)[None, None, :]
+    got = edema_fraction_from_ratio(fluid, t1, (f_n, t_n), (f_ed, t_ed), (1.0, 1.0, 1.0), smoothing_mm=0.0)
+    assert np.allclose(got[0, 0], e, atol=1e-5)
+    t1_alone = edema_fraction(t1, t_n, t_ed, (1.0, 1.0, 1.0), smoothing_mm=0.0)[0, 0]
+    assert t1_alone[5] > 0.8  # the cortex-filled voxel reads as edema on T1 alone
 
 
 def test_bme_mask_thresholds_requires_t1_support_and_drops_specks():

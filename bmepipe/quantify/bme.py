@@ -8,6 +8,9 @@ A marrow voxel is BME when ``e >= bme_edema_fraction`` (0.3, regions.md), and,
 where a T1 series exists, its T1 signal is also lower than normal fatty marrow
 (low T1 signal of edematous marrow, Vande Berg et al., RadioGraphics 1993;13:501
 via clinical.md section 2), which rejects bright fat under failed fat suppression.
+Where fat suppression failed so badly that edema barely stands out on the
+fluid-sensitive image, ``e`` comes from the ratio of the two signals
+(:func:`edema_fraction_from_ratio`), which partial volume with cortex leaves unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from scipy import ndimage
 from .._morphology import erode_square
 from .params import QuantifyParams
 
-__all__ = ["normal_marrow_levels", "edema_fraction", "bme_mask", "bme_distribution", "REGION_NAMES"]
+__all__ = ["normal_marrow_levels", "edema_fraction", "edema_fraction_from_ratio", "bme_mask", "bme_distribution",
+           "REGION_NAMES"]
 
 REGION_NAMES = ("femoral_head", "femoral_neck", "intertrochanteric", "proximal_shaft", "acetabulum")
 
@@ -84,6 +88,39 @@ def edema_fraction(image: np.ndarray, normal_level: float, edema_level: float, s
         return out
     s = ndimage.gaussian_filter(image, sigma) if smoothing_mm > 0 else image
     return (s - np.float32(normal_level)) / np.float32(edema_level - normal_level)
+
+
+def edema_fraction_from_ratio(fluid: np.ndarray, t1: np.ndarray, normal_levels: tuple[float, float],
+                              edema_levels: tuple[float, float], spacing_xyz, smoothing_mm: float,
+                              within: Optional[np.ndarray] = None) -> np.ndarray:
+    """Edema-equivalent fraction from the ratio of the fluid-sensitive to the T1 signal.
+
+    For studies whose fat suppression failed, where edema barely stands out on the
+    fluid-sensitive image. T1 alone also marks the marrow's outer ring, because
+    cortical bone, which gives almost no signal on either sequence, lowers T1 in
+    partially filled voxels as edema does. The same partial volume scales both
+    signals alike and leaves their ratio ``r = F / T1`` unchanged, while edema water
+    raises it. Mixing normal marrow ``(F_n, T1_n)`` with a fraction ``e`` of edema
+    ``(F_ed, T1_ed)`` gives ``r = (F_n + e dF) / (T1_n + e dT)``, hence
+    ``e = (r T1_n - F_n) / (dF - r dT)`` with ``dF = F_ed - F_n`` and ``dT = T1_ed - T1_n``.
+    Both images are smoothed in-plane first; where the two levels leave edema no
+    ratio contrast (``dF - r dT <= 0``) the fraction is 0. ``within`` works as in
+    :func:`edema_fraction`.
+    """
+    (f_n, t_n), (f_ed, t_ed) = normal_levels, edema_levels
+    sigma = _in_plane_sigma(spacing_xyz, smoothing_mm)
+    box = None if within is None else _box(within, _gaussian_reach(sigma) + 1)
+    out = np.zeros(np.shape(fluid), np.float32)
+    box = box or tuple(slice(None) for _ in out.shape)
+    f = np.asarray(fluid[box], np.float32)
+    t = np.asarray(t1[box], np.float32)
+    if smoothing_mm > 0:
+        f, t = ndimage.gaussian_filter(f, sigma), ndimage.gaussian_filter(t, sigma)
+    r = f / np.maximum(t, np.float32(1e-3))
+    den = np.float32(f_ed - f_n) - r * np.float32(t_ed - t_n)
+    ok = den > 1e-3
+    out[box] = np.where(ok, (r * np.float32(t_n) - np.float32(f_n)) / np.where(ok, den, 1), 0)
+    return out
 
 
 def bme_mask(e_fluid: np.ndarray, e_t1: Optional[np.ndarray], marrow: np.ndarray, spacing_xyz,

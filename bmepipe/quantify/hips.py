@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from .._threads import map_in_threads
-from .bme import bme_distribution, bme_mask, edema_fraction, normal_marrow_levels
+from .bme import bme_distribution, bme_mask, edema_fraction, edema_fraction_from_ratio, normal_marrow_levels
 from .calibration import signal_ratio
 from .effusion import effusion
 from .headframe import head_frame
@@ -94,9 +94,11 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
     if np.isfinite(f_n) and f_ed - f_n >= params.min_edema_contrast:
         e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
     elif e_t is not None:
-        # normal marrow nearly as bright as edema: failed fat suppression; measure on T1 alone
-        e_f = e_t * np.float32(params.bme_edema_fraction / params.t1_only_edema_fraction)
-        bme_from = "T1 signal only (normal marrow too bright on the fluid-sensitive series)"
+        # normal marrow nearly as bright as edema (failed fat suppression): the fluid-sensitive to T1 ratio,
+        # which partial volume with cortex leaves unchanged
+        e_f = edema_fraction_from_ratio(fluid, t1, (f_n, t_n), (f_ed, t_ed), spacing, params.bme_smoothing_mm,
+                                        within=marrow_all)
+        bme_from = "ratio of fluid-sensitive to T1 signal (normal marrow too bright on the fluid-sensitive series)"
     common = {"normal_marrow_fluid": f_n, "normal_marrow_t1": t_n, "edema_signal_fluid": f_ed,
               "edema_signal_fluid_from": f_how, "edema_signal_t1": t_ed, "edema_signal_t1_from": t_how,
               "joint_fluid_signal": f_fl, "joint_fluid_signal_from": fl_how, "bme_from": bme_from}

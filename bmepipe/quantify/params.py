@@ -54,10 +54,9 @@ class QuantifyParams(NumericParams):
     min_edema_contrast : float
         When pure edema is expected less than this above normal marrow on the
         fluid-sensitive image (fat left bright by failed fat suppression,
-        mr_physics.md section 3), BME is measured on T1 alone [tuned].
-    t1_only_edema_fraction : float
-        BME threshold on the T1-based edema fraction when T1 is used alone: T1
-        alone overestimates e (partial volume with cortex, red marrow) [tuned].
+        mr_physics.md section 3), BME is measured on the ratio of the
+        fluid-sensitive to the T1 signal
+        (:func:`bmepipe.quantify.bme.edema_fraction_from_ratio`) [tuned].
     normal_marrow_percentile_fluid : float
         Normal-appearing marrow level = this percentile of the fluid-sensitive
         signal of the femoral marrow of both hips (most marrow is normal even in
@@ -150,7 +149,6 @@ class QuantifyParams(NumericParams):
     edema_pv_factor: float = 0.9
     t1_support_fraction: float = 0.1
     min_edema_contrast: float = 1.0
-    t1_only_edema_fraction: float = 0.45
     normal_marrow_percentile_fluid: float = 25.0
     normal_marrow_percentile_t1: float = 80.0
     bme_smoothing_mm: float = 1.0
