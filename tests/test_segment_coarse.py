@@ -43,3 +43,16 @@ def test_fat_joined_beyond_the_head_slices_no_longer_swamps_the_femur():
         femur = np.logical_or.reduce([side.regions[r] for r in FEMUR_REGIONS])
         # both end at the proximal shaft's cut, so the volumes compare
         assert femur.sum() < 2.0 * truth_femur.sum(), f"{name}: femur {femur.sum()} voxels, truth {truth_femur.sum()}"
+
+
+def test_a_head_far_below_the_other_is_looked_for_again_at_its_height():
+    """9620002 right (AVN with 3 mm collapse, T2-FS acquired 64x48): the best sphere on the right lay 82 mm below
+    the left head, in the pelvis, and the side was analysed there. The heads of a patient lying on the table are
+    at nearly the same height, so the right head is now looked for again among candidates at the left head's
+    height. The collapsed head's sphere is still poor (radius 30 for 27 mm), but it is the head."""
+    study, seg = _segmented(9620, 9620002)
+    side, truth = seg.sides["right"], study.truth["sides"]["right"]
+    assert side.ok, side.reason
+    assert abs(side.head_center_lps_mm[2] - seg.sides["left"].head_center_lps_mm[2]) <= 10.0
+    assert np.linalg.norm(np.subtract(side.head_center_lps_mm, truth["head_center_lps_mm"])) <= truth["head_radius_mm"] / 4
+    assert seg.sides["left"].ok

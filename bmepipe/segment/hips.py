@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -115,6 +116,10 @@ WEIGHT_BEARING_HALF_ANGLE_DEG = 45.0
 ACETABULUM_MARGIN_MM = 15.0
 #: Region planes (regions.md): neck within 1.5 r_n of the neck axis, P3 50 mm below X.
 NECK_RADIUS_FACTOR = 1.5
+#: The two femoral head centres of a patient lying on the table are at nearly the same height: their
+#: separation is 140-200 mm and the pelvis tilts a few degrees at most (anatomy.md section 3) [approx].
+#: 40 mm (13 degrees over 170 mm) is far outside that, so one side's sphere is not its head.
+HEAD_HEIGHT_DIFF_MAX_MM = 40.0
 P3_BELOW_X_MM = 50.0
 
 
@@ -264,7 +269,8 @@ def _head_fit_problem(fit, gw: Grid, side_cols: np.ndarray):
     return None
 
 
-def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions):
+def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions,
+               rows: Optional[np.ndarray] = None):
     """Best head sphere among the strongest circle-centre peaks of one side; None with a reason if none.
 
     Each candidate is refined with its collapsed area left out (:func:`_refine_sphere`). That
@@ -276,10 +282,13 @@ def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.nd
     are the candidates' all-ray fits (the first pass, before any collapse is left out) compared
     instead, on the same criteria. A non-head sphere that passes them is left to the femur checks
     (a neck continuing from the head, its length and angle to the shaft) that follow. Peaks beyond
-    the first ``HEAD_CANDIDATES_FIRST`` are refined only when none of those is accepted.
+    the first ``HEAD_CANDIDATES_FIRST`` are refined only when none of those is accepted. ``rows``
+    (bool per row of ``votes``) limits the candidates to those rows.
     """
     acc = votes.copy()
     acc[:, ~side_cols] = 0
+    if rows is not None:
+        acc[~rows, :] = 0
     if not np.any(acc > 0):
         return None, "no circular structure in this half of the field of view"
     size = max(3, int(round(20.0 / gw.spacing[0])))
@@ -411,13 +420,13 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
     t0 = time.perf_counter()
     votes = vote_centres(det, gw, (8.0, HEAD_RADIUS_RANGE_MM[1]), polarity=0)
     timings["votes"] = time.perf_counter() - t0
-    def one_side(side):
+    def one_side(side, rows=None):
         t0 = time.perf_counter()
         sign = -1.0 if side == "right" else 1.0
         side_cols = sign * (cols - midline) > 30.0
         if not side_cols.any():
             return _failed(side, f"the {side} half of the body is outside the field of view", subchondral_depth_mm)
-        found, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs)
+        found, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs, rows)
         timings[f"{side}_head"] = time.perf_counter() - t0
         if found is None:
             return _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
@@ -437,6 +446,22 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
 
     # the two sides are independent: one thread each (bmepipe._threads)
     sides = dict(zip(SIDES, map_in_threads(one_side, SIDES)))
+    heights = {s: float(sides[s].head_center_lps_mm[2]) for s in SIDES if sides[s].ok}
+    if len(heights) == 2 and abs(heights["right"] - heights["left"]) > HEAD_HEIGHT_DIFF_MAX_MM:
+        # one "head" is something else: look again on the side further from the field's centre height,
+        # among candidates at the other head's height
+        centre_z = float(grid.to_lps(np.array([[(n - 1) / 2.0 for n in grid.shape]]))[0, 2])
+        suspect = max(SIDES, key=lambda s: abs(heights[s] - centre_z))
+        other = "left" if suspect == "right" else "right"
+        other_z = heights[other]
+        ny, nx = gw.shape[1:]
+        row_z = gw.to_lps(np.column_stack([np.full(ny, gw.shape[0] / 2), np.arange(ny), np.full(ny, nx / 2)]))[:, 2]
+        again = one_side(suspect, np.abs(row_z - other_z) <= HEAD_HEIGHT_DIFF_MAX_MM)
+        if not again.ok or abs(float(again.head_center_lps_mm[2]) - other_z) > HEAD_HEIGHT_DIFF_MAX_MM:
+            dz = heights[suspect] - other_z
+            again = _failed(suspect, f"no femoral head at the {other} head's height (the best sphere lies "
+                                     f"{abs(dz):.0f} mm {'above' if dz > 0 else 'below'} it)", subchondral_depth_mm)
+        sides[suspect] = again
     timings["total"] = time.perf_counter() - t_start
     return HipSegmentation(sides, tuple(grid.spacing), tuple(grid.origin), tuple(grid.direction.ravel()), timings)
 
