@@ -20,8 +20,8 @@ from .._morphology import fill_holes_per_slice, grey_square_closing, in_plane_wi
 from .sphere import Grid, fibonacci_directions
 
 __all__ = ["MARROW_T1_MIN", "EDEMA_T1_MIN", "EDEMA_FLUID_MIN", "CORTEX_T1_MAX", "CORTEX_FLUID_MAX",
-           "SLICE_JOIN_OVERLAP", "bone_classes", "neck_direction", "femur_component", "neck_axis", "shaft_axis",
-           "closest_approach"]
+           "SLICE_JOIN_OVERLAP", "NECK_CONE_MAX_DEG", "bone_classes", "neck_direction", "femur_component",
+           "neck_axis", "shaft_axis", "closest_approach"]
 
 #: T1 signal (x muscle) above which a voxel looks like fatty marrow. Normal yellow marrow is
 #: about 3x muscle on T1 spin echo; edematous marrow keeps part of its fat (regions.md convention).
@@ -44,6 +44,11 @@ NECK_MIN_DESCENT = 0.09
 #: through blurred cortex grew from slice to slice towards the ends of the stack (each slice's fat 1.3-2.2 times
 #: the last's, up to 3300 voxels of a slice holding no bone; probe suites 9500-9501, 3-4.5 mm slices).
 SLICE_JOIN_OVERLAP = 0.5
+#: Widest neck cone half-angle (degrees) :func:`neck_direction` returns: through a neck of radius r_n rays from the
+#: head centre stay in bone up to about atan(r_n / (R + 12 mm)), 20-25 degrees for r_n / R = 0.55-0.7. Wider cones
+#: came from fat above the neck, joined to the head through blurred cortex at coarse resolution; the femur's cut
+#: (cone + 15 degrees) then let that fat into the femur of every head slice (diagnosis suites 9605-9608, 9620-9623).
+NECK_CONE_MAX_DEG = 25.0
 
 
 def bone_classes(t1: np.ndarray | None, fluid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +104,7 @@ def neck_direction(bone_f: np.ndarray, grid: Grid, centre, radius_mm: float,
     n /= np.linalg.norm(n)
     ang = np.degrees(np.arccos(np.clip(d[keep] @ n, -1, 1)))
     # through a neck of radius r_n rays stay in marrow up to ~atan(r_n / (R + 12)), 20-25 degrees
-    return n, float(np.clip(np.percentile(ang, 85), 15.0, 35.0))
+    return n, float(np.clip(np.percentile(ang, 85), 15.0, NECK_CONE_MAX_DEG))
 
 
 def cortex_barrier(image: np.ndarray, spacing_mm, *, width_mm: float = 6.0, depth: float = 0.4) -> np.ndarray:
