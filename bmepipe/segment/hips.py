@@ -13,7 +13,8 @@ Per side:
 2. **Femur** (:mod:`.femur`): cortex + marrow connected to the head through the neck,
    cut from the acetabulum by the head sphere and the joint-space gap.
 3. **Axes**: neck axis from the narrowest neck section, shaft axis from centroids of
-   axial sections below the lesser trochanter, X = their closest approach.
+   axial sections below the lesser trochanter (first of their cortex, which fat joined to
+   the femur lacks), X = their closest approach.
 4. **Regions** with the exact planes of regions.md (P1, P2, P3, 1.5 r_n), the
    acetabulum (pelvic bone within R + 15 mm), the joint space, the subchondral zone,
    the weight-bearing cone and the surface deviation from the sphere (collapse).
@@ -535,7 +536,7 @@ def _segment_side(side, c, r, inlier, surf, dirs, grid, F, T, depth_mm, *, t1_bo
     if not 0.35 * r <= rn <= 0.95 * r:
         raise _SideFailure(f"implausible femoral neck (narrowest radius {rn:.1f} mm for a {r:.1f} mm head)")
     top = c[2] - 95.0  # below the lesser trochanter (X ~ 40 mm and the trochanter ~ 30 mm lower, anatomy.md)
-    p_s, s, n_levels = shaft_axis(comp, sub, (X_, Y_, Z_), top)
+    p_s, s, n_levels = shaft_axis(comp, sub, (X_, Y_, Z_), top, cortex=cortex)
     warnings = []
     if s is None:
         # too little shaft in the field of view: assume the typical adduction (anatomy.md ~7 degrees)
