@@ -272,7 +272,8 @@ def _head_fit_problem(fit, gw: Grid, side_cols: np.ndarray):
 
 def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.ndarray, polarity: int, directions,
                rows: Optional[np.ndarray] = None):
-    """Best head sphere among the strongest circle-centre peaks of one side; None with a reason if none.
+    """Acceptable head spheres among the strongest circle-centre peaks of one side, best first; an empty list
+    with a reason if none.
 
     Each candidate is refined with its collapsed area left out (:func:`_refine_sphere`). That
     refinement can run away: wherever edges lie outside the surface (neck, acetabulum, or the
@@ -283,15 +284,16 @@ def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.nd
     are the candidates' all-ray fits (the first pass, before any collapse is left out) compared
     instead, on the same criteria. A non-head sphere that passes them is left to the femur checks
     (a neck continuing from the head, its length and angle to the shaft) that follow. Peaks beyond
-    the first ``HEAD_CANDIDATES_FIRST`` are refined only when none of those is accepted. ``rows``
-    (bool per row of ``votes``) limits the candidates to those rows.
+    the first ``HEAD_CANDIDATES_FIRST`` are refined only when none of those is accepted. The caller tries the
+    spheres in turn until one passes those femur checks. ``rows`` (bool per row of ``votes``) limits the
+    candidates to those rows.
     """
     acc = votes.copy()
     acc[:, ~side_cols] = 0
     if rows is not None:
         acc[~rows, :] = 0
     if not np.any(acc > 0):
-        return None, "no circular structure in this half of the field of view"
+        return [], "no circular structure in this half of the field of view"
     size = max(3, int(round(20.0 / gw.spacing[0])))
     peaks = np.argwhere((acc == ndimage.maximum_filter(acc, size=size)) & (acc > 0.2 * acc.max()))
     order = np.argsort(-acc[peaks[:, 0], peaks[:, 1]])[:HEAD_CANDIDATES]
@@ -304,22 +306,20 @@ def _find_head(votes, det_w, gw: Grid, images_full, grid: Grid, side_cols: np.nd
             if score >= MIN_CIRCLE_SCORE:
                 new.append((c0, r0 + images_full[0][2], score))
         circles += new
-        best, problem = _best_head(new, images_full, grid, gw, side_cols, directions, iterations=3)
+        heads, problem = _ranked_heads(new, images_full, grid, gw, side_cols, directions, iterations=3)
         why = problem or why
-        if best is not None:
-            return best, None
+        if heads:
+            return heads, None
     # collapse-excluding refinement ran away on every candidate: their all-ray fits instead
-    best, _ = _best_head(circles, images_full, grid, gw, side_cols, directions, iterations=1)
-    if best is not None:
-        return best, None
-    return None, why
+    heads, _ = _ranked_heads(circles, images_full, grid, gw, side_cols, directions, iterations=1)
+    return heads, (None if heads else why)
 
 
-def _best_head(circles, images_full, grid: Grid, gw: Grid, side_cols: np.ndarray, directions, iterations: int):
-    """Best acceptable head among refined ``(centre, radius, circle score)`` candidates, ranked by surface
-    inliers x circle score: ``((centre, radius, inlier, surface radii, score), None)``, or ``(None, why)``
-    with why the last candidate was rejected (empty if none was)."""
-    best, why = None, ""
+def _ranked_heads(circles, images_full, grid: Grid, gw: Grid, side_cols: np.ndarray, directions, iterations: int):
+    """Acceptable heads among refined ``(centre, radius, circle score)`` candidates, ranked by surface
+    inliers x circle score, best first: ``([(centre, radius, inlier, surface radii, score), ...], None)``, or
+    ``([], why)`` with why the last candidate was rejected (empty if none was)."""
+    heads, why = [], ""
     for c0, r0, score in circles:
         fit = _refine_sphere(images_full, grid, c0, r0, directions, iterations=iterations)
         if fit is None:
@@ -329,9 +329,9 @@ def _best_head(circles, images_full, grid: Grid, gw: Grid, side_cols: np.ndarray
             why = problem or why
             continue
         c, r, inlier, _, surf = fit
-        if best is None or inlier * score > best[0]:
-            best = (inlier * score, c, r, inlier, surf, score)
-    return (best[1:], None) if best is not None else (None, why)
+        heads.append((c, r, inlier, surf, score))
+    heads.sort(key=lambda h: -h[2] * h[4])
+    return heads, ("" if heads else why)
 
 
 # --------------------------------------------------------------------------- public API
@@ -427,11 +427,22 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
         side_cols = sign * (cols - midline) > 30.0
         if not side_cols.any():
             return _failed(side, f"the {side} half of the body is outside the field of view", subchondral_depth_mm)
-        found, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs, rows)
+        heads, why = _find_head(votes, det, gw, images_full, grid, side_cols, pol, dirs, rows)
         timings[f"{side}_head"] = time.perf_counter() - t0
-        if found is None:
+        if not heads:
             return _failed(side, f"no femoral head found: {why}", subchondral_depth_mm)
-        c, r, inlier, surf, score = found
+        # a sphere the femur checks reject (no neck, implausible neck or angle) is no head: the next one is
+        # tried (a trochanter sphere outranked a collapsed head, whose collapsed rays count as no inliers)
+        first = None
+        for c, r, inlier, surf, score in heads:
+            out = segment_femur(side, c, r, inlier, surf)
+            if out.ok:
+                return out
+            if first is None:
+                first = out
+        return first
+
+    def segment_femur(side, c, r, inlier, surf):
         if T is None:
             # without T1 the femur is the dark bone enclosed by muscle, capsule and joint fluid (.fluid_only)
             from .fluid_only import segment_side_fluid
@@ -443,7 +454,7 @@ def segment_hips_images(fluid, t1=None, *, subchondral_depth_mm: float = 5.0) ->
         except _SideFailure as exc:
             return _failed(side, str(exc), subchondral_depth_mm)
         finally:
-            timings[f"{side}_femur"] = time.perf_counter() - t0
+            timings[f"{side}_femur"] = timings.get(f"{side}_femur", 0.0) + time.perf_counter() - t0
 
     # the two sides are independent: one thread each (bmepipe._threads)
     sides = dict(zip(SIDES, map_in_threads(one_side, SIDES)))
