@@ -45,6 +45,32 @@ def test_fat_joined_beyond_the_head_slices_no_longer_swamps_the_femur():
         assert femur.sum() < 2.0 * truth_femur.sum(), f"{name}: femur {femur.sum()} voxels, truth {truth_femur.sum()}"
 
 
+def _assert_head_and_femur(study, seg, name):
+    side, truth = seg.sides[name], study.truth["sides"][name]
+    assert side.ok, f"{name}: {side.reason}"
+    assert np.linalg.norm(np.subtract(side.head_center_lps_mm, truth["head_center_lps_mm"])) <= CENTRE_ERROR_MAX_MM
+    assert abs(side.head_radius_mm - truth["head_radius_mm"]) <= RADIUS_ERROR_MAX_MM
+    truth_femur = np.logical_or.reduce([study.labels[f"{name}_{r}"] for r in FEMUR_REGIONS])
+    femur = np.logical_or.reduce([side.regions[r] for r in FEMUR_REGIONS])
+    assert femur.sum() < 2.0 * truth_femur.sum(), f"{name}: femur {femur.sum()} voxels, truth {truth_femur.sum()}"
+
+
+def test_fat_above_the_neck_no_longer_widens_the_neck_cone():
+    """9608022 left (acquired at 4.8 mm pixels, 3 mm slices): fat above the neck, joined to the head through blurred
+    cortex, widened the neck cone to 35 degrees; the femur took in that fat in every head slice and the neck and
+    shaft axes met 5.5 mm from the head centre. The cone is now capped at 25 degrees (femur.NECK_CONE_MAX_DEG)."""
+    study, seg = _segmented(9608, 9608022)
+    _assert_head_and_femur(study, seg, "left")
+
+
+def test_collapsed_head_outranked_by_a_trochanter_sphere_is_still_found():
+    """9608014 right (AVN, 4.7 mm pixels, 5 mm slices): a sphere on the greater trochanter outranked the head (the
+    head's collapsed rays count as no surface inliers) and the side was rejected for its neck-shaft angle (174
+    degrees); a sphere the femur checks reject is now followed by the next acceptable one, the head."""
+    study, seg = _segmented(9608, 9608014)
+    _assert_head_and_femur(study, seg, "right")
+
+
 def test_a_head_far_below_the_other_is_looked_for_again_at_its_height():
     """9620002 right (AVN with 3 mm collapse, T2-FS acquired 64x48): the best sphere on the right lay 82 mm below
     the left head, in the pelvis, and the side was analysed there. The heads of a patient lying on the table are
