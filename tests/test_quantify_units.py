@@ -136,6 +136,8 @@ def test_ratio_edema_fraction_ignores_cortex_partial_volume():
     assert np.allclose(got[0, 0], e, atol=1e-5)
     t1_alone = edema_fraction(t1, t_n, t_ed, (1.0, 1.0, 1.0), smoothing_mm=0.0)[0, 0]
     assert t1_alone[5] > 0.8  # the cortex-filled voxel reads as edema on T1 alone
+    t1[0, 0, 2] = 0.0  # outside the T1 series' coverage (0 after resampling): no measurement, not edema
+    assert edema_fraction_from_ratio(fluid, t1, (f_n, t_n), (f_ed, t_ed), (1.0, 1.0, 1.0), 0.0)[0, 0, 2] == 0.0
 
 
 def test_bme_mask_thresholds_requires_t1_support_and_drops_specks():

@@ -26,6 +26,10 @@ from .params import QuantifyParams
 __all__ = ["normal_marrow_levels", "edema_fraction", "edema_fraction_from_ratio", "bme_mask", "bme_distribution",
            "REGION_NAMES"]
 
+#: Standardized T1 signal (x muscle) below which a voxel has no T1 measurement for the fluid-sensitive/T1 ratio:
+#: T1 is 0 outside its coverage, and even cortex partial volume leaves marrow voxels far brighter.
+T1_SIGNAL_MIN = 0.1
+
 REGION_NAMES = ("femoral_head", "femoral_neck", "intertrochanteric", "proximal_shaft", "acetabulum")
 
 
@@ -104,7 +108,8 @@ def edema_fraction_from_ratio(fluid: np.ndarray, t1: np.ndarray, normal_levels: 
     ``(F_ed, T1_ed)`` gives ``r = (F_n + e dF) / (T1_n + e dT)``, hence
     ``e = (r T1_n - F_n) / (dF - r dT)`` with ``dF = F_ed - F_n`` and ``dT = T1_ed - T1_n``.
     Both images are smoothed in-plane first; where the two levels leave edema no
-    ratio contrast (``dF - r dT <= 0``) the fraction is 0. ``within`` works as in
+    ratio contrast (``dF - r dT <= 0``), and where T1 has no signal (outside its
+    coverage, which is 0 after resampling), the fraction is 0. ``within`` works as in
     :func:`edema_fraction`.
     """
     (f_n, t_n), (f_ed, t_ed) = normal_levels, edema_levels
@@ -118,7 +123,7 @@ def edema_fraction_from_ratio(fluid: np.ndarray, t1: np.ndarray, normal_levels: 
         f, t = ndimage.gaussian_filter(f, sigma), ndimage.gaussian_filter(t, sigma)
     r = f / np.maximum(t, np.float32(1e-3))
     den = np.float32(f_ed - f_n) - r * np.float32(t_ed - t_n)
-    ok = den > 1e-3
+    ok = (den > 1e-3) & (t > np.float32(T1_SIGNAL_MIN))
     out[box] = np.where(ok, (r * np.float32(t_n) - np.float32(f_n)) / np.where(ok, den, 1), 0)
     return out
 
