@@ -83,15 +83,23 @@ def edema_fraction(image: np.ndarray, normal_level: float, edema_level: float, s
     only in that mask's bounding box (exactly as on the whole image) and is 0
     elsewhere: several times faster when only marrow voxels are used.
     """
-    image = np.asarray(image, np.float32)
+    box, s = _smoothed(image, spacing_xyz, smoothing_mm, within)
+    e = (s - np.float32(normal_level)) / np.float32(edema_level - normal_level)
+    if within is None:
+        return e
+    out = np.zeros(np.shape(image), np.float32)
+    out[box] = e
+    return out
+
+
+def _smoothed(image: np.ndarray, spacing_xyz, smoothing_mm: float, within: Optional[np.ndarray]):
+    """``(box, image[box] smoothed in-plane, float32)``: the box is ``within``'s bounding box widened by the
+    filter's reach (inside ``within`` the values are those of smoothing the whole image), or the whole image."""
     sigma = _in_plane_sigma(spacing_xyz, smoothing_mm)
     box = None if within is None else _box(within, _gaussian_reach(sigma) + 1)
-    if box is not None:
-        out = np.zeros(image.shape, np.float32)
-        out[box] = edema_fraction(image[box], normal_level, edema_level, spacing_xyz, smoothing_mm)
-        return out
-    s = ndimage.gaussian_filter(image, sigma) if smoothing_mm > 0 else image
-    return (s - np.float32(normal_level)) / np.float32(edema_level - normal_level)
+    box = box or tuple(slice(None) for _ in np.shape(image))
+    sub = np.asarray(image[box], np.float32)
+    return box, (ndimage.gaussian_filter(sub, sigma) if smoothing_mm > 0 else sub)
 
 
 def edema_fraction_from_ratio(fluid: np.ndarray, t1: np.ndarray, normal_levels: tuple[float, float],
@@ -113,14 +121,9 @@ def edema_fraction_from_ratio(fluid: np.ndarray, t1: np.ndarray, normal_levels: 
     :func:`edema_fraction`.
     """
     (f_n, t_n), (f_ed, t_ed) = normal_levels, edema_levels
-    sigma = _in_plane_sigma(spacing_xyz, smoothing_mm)
-    box = None if within is None else _box(within, _gaussian_reach(sigma) + 1)
+    box, f = _smoothed(fluid, spacing_xyz, smoothing_mm, within)
+    _, t = _smoothed(t1, spacing_xyz, smoothing_mm, within)
     out = np.zeros(np.shape(fluid), np.float32)
-    box = box or tuple(slice(None) for _ in out.shape)
-    f = np.asarray(fluid[box], np.float32)
-    t = np.asarray(t1[box], np.float32)
-    if smoothing_mm > 0:
-        f, t = ndimage.gaussian_filter(f, sigma), ndimage.gaussian_filter(t, sigma)
     r = f / np.maximum(t, np.float32(1e-3))
     den = np.float32(f_ed - f_n) - r * np.float32(t_ed - t_n)
     ok = (den > 1e-3) & (t > np.float32(T1_SIGNAL_MIN))
