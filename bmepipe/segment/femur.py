@@ -467,8 +467,9 @@ def shaft_axis(mask: np.ndarray, grid: Grid, coords: tuple, top_z_mm: float, *, 
         m, s, n_levels = _section_line(xs[core], ys[core], zs[core], step_mm, min_levels)
     if s is None:
         return _section_line(xs, ys, zs, step_mm, min_levels)
+    pts = np.column_stack([xs, ys, zs])
     for _ in range(iterations):
-        d = np.column_stack([xs, ys, zs]) - m
+        d = pts - m
         near = np.linalg.norm(d - np.outer(d @ s, s), axis=1) <= SHAFT_SECTION_REACH_MM
         m_new, s_new, n_new = _section_line(xs[near], ys[near], zs[near], step_mm, min_levels)
         if s_new is None:
