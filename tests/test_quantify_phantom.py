@@ -30,16 +30,21 @@ def _protocol(series, field_t):
             "echo_time_ms": p.echo_time_ms, "inversion_time_ms": p.inversion_time_ms}
 
 
+def quantify_with_truth(study):
+    """``(normalized, HipMeasurements)`` of a phantom study with its own (perfect) segmentation."""
+    norm = normalized_from_study(study)
+    f = study.spec.acquisition.field_strength_t
+    m = quantify_hips(norm, segmentation_from_truth(study), fluid_protocol=_protocol(study.fluid, f),
+                      t1_protocol=_protocol(study.get("cor_t1"), f))
+    return norm, m
+
+
 @pytest.fixture(scope="module")
 def suite():
     out = []
     for spec in make_suite(4, seed=22, small=True):
         study = generate_study(spec)
-        norm = normalized_from_study(study)
-        seg = segmentation_from_truth(study)
-        f = spec.acquisition.field_strength_t
-        m = quantify_hips(norm, seg, fluid_protocol=_protocol(study.fluid, f),
-                          t1_protocol=_protocol(study.get("cor_t1"), f))
+        norm, m = quantify_with_truth(study)
         out.append((study, m, assess_patterns(m, norm.quality)))
     return out
 

@@ -17,8 +17,8 @@ import pytest
 
 from bmepipe.errors import ConfigError
 from bmepipe.quantify import QuantifyParams
-from bmepipe.quantify.bme import bme_mask, edema_fraction, edema_fraction_from_ratio
-from bmepipe.quantify.calibration import signal_ratio
+from bmepipe.quantify.bme import bme_mask, edema_fraction, edema_fraction_from_ratio, edema_signal_from_marrow
+from bmepipe.quantify.calibration import edema_signal_range, signal_ratio
 from bmepipe.quantify.effusion import effusion
 from bmepipe.quantify.headframe import head_frame
 from bmepipe.quantify.necrosis import (acetabular_edge_deg, arc_angles_deg, arco_extent_group, collapse_depth_mm,
@@ -138,6 +138,45 @@ def test_ratio_edema_fraction_ignores_cortex_partial_volume():
     assert t1_alone[5] > 0.8  # the cortex-filled voxel reads as edema on T1 alone
     t1[0, 0, 2] = 0.0  # outside the T1 series' coverage (0 after resampling): no measurement, not edema
     assert edema_fraction_from_ratio(fluid, t1, (f_n, t_n), (f_ed, t_ed), (1.0, 1.0, 1.0), 0.0)[0, 0, 2] == 0.0
+
+
+def test_edema_signal_range_spans_the_literature_relaxation_times():
+    # T2-FS at 1.5 T: the dimmest edema has the longest T1, shortest T2 and lowest PD of mr_physics.md table 1
+    # (1400 ms, 60 ms, 0.9) and the brightest muscle the opposite (850 ms, 44 ms, 0.8); spin echo S = PD (1 -
+    # exp(-TR/T1)) exp(-TE/T2).
+    tr, te = 4000.0, 70.0
+
+    def se(t1, t2, pd):
+        return pd * (1 - math.exp(-tr / t1)) * math.exp(-te / t2)
+
+    lo, hi = edema_signal_range({"kind": "t2_fs", "field_strength_t": 1.5, "repetition_time_ms": tr,
+                                 "echo_time_ms": te})
+    assert lo == pytest.approx(se(1400, 60, 0.9) / se(850, 44, 0.8), rel=1e-9)
+    assert hi == pytest.approx(se(900, 120, 1.0) / se(1000, 27, 0.7), rel=1e-9)
+    assert lo < signal_ratio("edema", "t2_fs", 1.5, tr, te) < hi
+    assert edema_signal_range({"kind": "stir", "field_strength_t": 3.0, "repetition_time_ms": 5000.0,
+                               "echo_time_ms": 50.0}) is None  # STIR without TI
+
+
+def test_edema_signal_from_marrow_recovers_the_mixing_slope():
+    # Marrow whose edema fraction e runs from 0 to 0.9 across the columns; the fluid-sensitive signal mixes
+    # normal marrow (0.6) with edema water (2.4) linearly, and T1 reads e with noise of its own.
+    rng = np.random.default_rng(3)
+    e = np.broadcast_to(np.linspace(0.0, 0.9, 60), (8, 60, 60))
+    fluid = (0.6 + e * (2.4 - 0.6) + rng.normal(0, 0.05, e.shape)).astype(np.float32)
+    e_t1 = (e + rng.normal(0, 0.05, e.shape)).astype(np.float32)
+    marrow = np.zeros(e.shape, bool)
+    marrow[1:-1, 1:-1, 1:-1] = True
+    kw = {"smoothing_mm": 0.0, "min_volume_ml": 2.0}
+    got = edema_signal_from_marrow(fluid, e_t1, marrow, 0.6, (1.0, 1.0, 1.0), **kw)
+    assert got == pytest.approx(2.4, rel=0.03)
+    # too little edema on T1 (under 2 ml at e >= 0.45): no calibration
+    small = marrow & (e > 0.85)
+    assert small.sum() * 1e-3 < 2.0
+    assert edema_signal_from_marrow(fluid, np.where(small, e_t1, 0.0), marrow, 0.6, (1.0, 1.0, 1.0), **kw) is None
+    # a fluid-sensitive signal that falls as T1 darkens (cortex, a fibrous band): no calibration
+    falling = (0.6 - 0.3 * e + rng.normal(0, 0.05, e.shape)).astype(np.float32)
+    assert edema_signal_from_marrow(falling, e_t1, marrow, 0.6, (1.0, 1.0, 1.0), **kw) is None
 
 
 def test_bme_mask_thresholds_requires_t1_support_and_drops_specks():

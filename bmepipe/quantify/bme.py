@@ -11,6 +11,8 @@ via clinical.md section 2), which rejects bright fat under failed fat suppressio
 Where fat suppression failed so badly that edema barely stands out on the
 fluid-sensitive image, ``e`` comes from the ratio of the two signals
 (:func:`edema_fraction_from_ratio`), which partial volume with cortex leaves unchanged.
+Where a T1 series shows enough edema, ``F_ed`` is calibrated on the study's own marrow
+(:func:`edema_signal_from_marrow`) instead of taken from the signal equations.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from scipy import ndimage
 from .._morphology import erode_square
 from .params import QuantifyParams
 
-__all__ = ["normal_marrow_levels", "edema_fraction", "edema_fraction_from_ratio", "bme_mask", "bme_distribution",
-           "REGION_NAMES"]
+__all__ = ["normal_marrow_levels", "edema_fraction", "edema_fraction_from_ratio", "edema_signal_from_marrow",
+           "bme_mask", "bme_distribution", "REGION_NAMES"]
 
 #: Standardized T1 signal (x muscle) below which a voxel has no T1 measurement for the fluid-sensitive/T1 ratio:
 #: T1 is 0 outside its coverage, and even cortex partial volume leaves marrow voxels far brighter.
@@ -72,6 +74,73 @@ def normal_marrow_levels(fluid: np.ndarray, t1: Optional[np.ndarray], marrow: np
     fn = float(np.percentile(fluid[inner], params.normal_marrow_percentile_fluid))
     tn = None if t1 is None else float(np.percentile(t1[inner], params.normal_marrow_percentile_t1))
     return fn, tn
+
+
+def edema_signal_from_marrow(fluid: np.ndarray, t1_edema_fraction: np.ndarray, marrow: np.ndarray,
+                             normal_level: float, spacing_xyz, smoothing_mm: float, *, min_fraction: float = 0.45,
+                             min_volume_ml: float = 10.0) -> Optional[float]:
+    """Fluid-sensitive signal of pure edema water, calibrated on the study's own femoral marrow.
+
+    Edema water mixes linearly into marrow on both series (regions.md), so across
+    marrow voxels the fluid-sensitive signal rises linearly with the edema fraction
+    read on T1: ``F = F_n + e_T1 (F_ed - F_n)``. The slope gives ``F_ed`` for this
+    patient and scanner. On T1 (short TE) edema contrast is set by T1 alone, while on
+    STIR, T2-FS and PD-FS it also follows the edema's and muscle's T2, which vary
+    between patients (edema 55-120 ms, muscle 27-44 ms, mr_physics.md table 1 [approx]):
+    on T2-FS the signal equations' mid-range value can be 2x off either way.
+
+    Marrow voxels (eroded by one voxel in-plane: cortex partial volume) are binned by
+    ``e_T1`` (0.1 wide); only bins from ``min_fraction`` up are used, since below it
+    the T1 spread of normal marrow (red marrow, partial volume) dominates; the line
+    through ``(0, F_n)`` is fitted to the bins' median ``F`` by least squares weighted
+    by their voxel counts. Both images are smoothed as in :func:`edema_fraction`.
+
+    Parameters
+    ----------
+    fluid : ndarray
+        Standardized fluid-sensitive image.
+    t1_edema_fraction : ndarray
+        :func:`edema_fraction` of the T1 image (same grid, computed within ``marrow``).
+    marrow : ndarray of bool
+        Femoral marrow to calibrate on (:func:`bmepipe.quantify.quantify_hips` passes
+        the marrow of both femoral heads and necks).
+    normal_level : float
+        ``F_n`` (:func:`normal_marrow_levels`).
+    spacing_xyz : sequence of float
+        Voxel spacing (mm).
+    smoothing_mm : float
+        In-plane Gaussian sigma (mm) of :func:`edema_fraction`.
+    min_fraction : float
+        Lowest ``e_T1`` used.
+    min_volume_ml : float
+        Marrow volume (ml) with ``e_T1 >= min_fraction`` needed for a calibration.
+
+    Returns
+    -------
+    float or None
+        ``F_ed``; None with too little edema on T1 or no rise of the fluid-sensitive signal.
+    """
+    inner = erode_square(marrow)
+    if inner.sum() < 50:
+        inner = marrow
+    box, smoothed = _smoothed(fluid, spacing_xyz, smoothing_mm, marrow)
+    sel = inner[box]
+    f, e = smoothed[sel], np.asarray(t1_edema_fraction[box], np.float32)[sel]
+    voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
+    if float(((e >= min_fraction) & (e < 1.0)).sum()) * voxel_ml < min_volume_ml:
+        return None
+    x, y, w = [], [], []
+    for lo in np.arange(min_fraction, 1.0, 0.1):
+        b = (e >= lo) & (e < min(lo + 0.1, 1.0))  # above 1: darker than edema on T1 (cortex, fibrous tissue)
+        if b.sum() >= 20:
+            x.append(float(np.median(e[b])))
+            y.append(float(np.median(f[b])))
+            w.append(float(b.sum()))
+    if len(x) < 2:
+        return None
+    x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
+    slope = float((w * x * (y - normal_level)).sum() / (w * x * x).sum())
+    return normal_level + slope if slope > 0 else None
 
 
 def edema_fraction(image: np.ndarray, normal_level: float, edema_level: float, spacing_xyz,

@@ -14,8 +14,11 @@ range) / T2 31.5 ms (Pai et al., Magn Reson Imaging 2008;26:1215 [src]); edema
 0.75, edema 0.95 [approx]; synovial fluid 1.5 T T1 3200 / T2 850 ms, 3 T T1 4150 /
 T2 750 ms, PD 1.0 (mr_physics.md, commonly quoted from Gold et al., AJR
 2004;183:343 [approx]). Relaxation times of real edema vary (T2 60-120 ms), so
-the result is a calibration with about +-30 % spread, not a measurement;
-``pv_factor`` [tuned] absorbs the partial volume of a clinical voxel.
+the result is a calibration with about +-30 % spread (on T2-FS, where edema and
+muscle T2 both matter, up to 2x), not a measurement; ``pv_factor`` [tuned] absorbs
+the partial volume of a clinical voxel. :func:`edema_signal_range` gives the span the
+literature ranges allow; where the study shows enough edema on T1,
+:func:`bmepipe.quantify.bme.edema_signal_from_marrow` calibrates on the study itself.
 """
 
 from __future__ import annotations
@@ -23,12 +26,21 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-__all__ = ["signal_ratio", "RELAXATION"]
+__all__ = ["signal_ratio", "edema_signal_range", "RELAXATION", "RELAXATION_RANGES"]
 
 #: (T1 ms, T2 ms, proton density) at 1.5 and 3 T, mid-range of mr_physics.md table 1 (see module docstring).
 RELAXATION = {
     1.5: {"muscle": (925.0, 35.5, 0.75), "edema": (1150.0, 90.0, 0.95), "fluid": (3200.0, 850.0, 1.0)},
     3.0: {"muscle": (982.0, 31.5, 0.75), "edema": (1400.0, 82.5, 0.95), "fluid": (4150.0, 750.0, 1.0)},
+}
+
+
+#: Literature ranges (T1 ms, T2 ms, proton density), each (low, high), of muscle and edema water at 1.5 and 3 T
+#: (mr_physics.md table 1; muscle 3 T T1 de Bazelaire et al. 2004 [src] widened to the [approx] range, T2 Pai et
+#: al. 2008 [src]; the rest [approx]).
+RELAXATION_RANGES = {
+    1.5: {"muscle": ((850.0, 1000.0), (27.0, 44.0), (0.7, 0.8)), "edema": ((900.0, 1400.0), (60.0, 120.0), (0.9, 1.0))},
+    3.0: {"muscle": ((865.0, 1100.0), (27.0, 36.0), (0.7, 0.8)), "edema": ((1100.0, 1700.0), (55.0, 110.0), (0.9, 1.0))},
 }
 
 
@@ -71,3 +83,32 @@ def signal_ratio(tissue: str, kind: str, field_strength_t: Optional[float], repe
     if muscle <= 0:
         return None
     return pv_factor * _signal(*table[tissue], *args) / muscle
+
+
+def edema_signal_range(protocol) -> Optional[tuple[float, float]]:
+    """(Lowest, highest) signal of pure edema water / signal of muscle that the literature ranges allow.
+
+    Every combination of the ends of :data:`RELAXATION_RANGES` for edema and muscle
+    (and the middle of the T1 ranges, where magnitude inversion recovery is not
+    monotonic) on the sequence of ``protocol`` (a dict or object with
+    ``sequence_kind`` or ``kind``, ``field_strength_t``, ``repetition_time_ms``,
+    ``echo_time_ms``, ``inversion_time_ms``). None when a header value is missing.
+    """
+    def get(name):
+        return protocol.get(name) if isinstance(protocol, dict) else getattr(protocol, name, None)
+
+    if protocol is None:
+        return None
+    kind, field = get("sequence_kind") or get("kind"), get("field_strength_t")
+    tr, te, ti = get("repetition_time_ms"), get("echo_time_ms"), get("inversion_time_ms")
+    if not kind or field is None or tr is None or te is None or (kind == "stir" and not ti):
+        return None
+    ranges = RELAXATION_RANGES[3.0 if field >= 2.25 else 1.5]
+
+    def corners(tissue):
+        (t1a, t1b), t2s, pds = ranges[tissue]
+        return [(t1, t2, pd) for t1 in (t1a, 0.5 * (t1a + t1b), t1b) for t2 in t2s for pd in pds]
+
+    args = (str(kind), float(tr), float(te), ti)
+    ratios = [_signal(*e, *args) / _signal(*m, *args) for e in corners("edema") for m in corners("muscle")]
+    return min(ratios), max(ratios)

@@ -8,8 +8,9 @@ from typing import Optional
 import numpy as np
 
 from .._threads import map_in_threads
-from .bme import bme_distribution, bme_mask, edema_fraction, edema_fraction_from_ratio, normal_marrow_levels
-from .calibration import signal_ratio
+from .bme import (bme_distribution, bme_mask, edema_fraction, edema_fraction_from_ratio, edema_signal_from_marrow,
+                  normal_marrow_levels)
+from .calibration import edema_signal_range, signal_ratio
 from .effusion import effusion
 from .headframe import head_frame
 from .necrosis import (acetabular_edge_deg, arc_angles_deg, arco_extent_group, collapse_depth_mm, edge_frame,
@@ -90,6 +91,32 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
     e_f = e_t = None
     if t1 is not None and t_n is not None and t_n > t_ed:
         e_t = edema_fraction(t1, t_n, t_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
+    f_ed_equations, f_ed_marrow = f_ed, None
+    if e_t is not None and np.isfinite(f_n) and f_ed > f_n:
+        # heads and necks: where the BME of TOH, SIF and AVN lies, and where a femur mask grown into muscle
+        # (on STIR as bright as mild edema, on T1 as dark as edema) least often reaches
+        head_neck = np.zeros(fluid.shape, bool)
+        for s in ok_sides:
+            for region in ("femoral_head", "femoral_neck"):
+                if s.regions.get(region) is not None:
+                    head_neck |= s.regions[region]
+        f_ed_marrow = edema_signal_from_marrow(fluid, e_t, head_neck & marrow_all, f_n, spacing,
+                                               params.bme_smoothing_mm,
+                                               min_fraction=params.edema_calibration_min_t1_fraction,
+                                               min_volume_ml=params.edema_calibration_min_ml)
+        dimmest = edema_signal_range(fluid_protocol)
+        if f_ed_marrow is not None:
+            ratio = (f_ed_marrow - f_n) / (f_ed - f_n)
+            if dimmest is not None and f_ed_marrow < params.edema_pv_factor * dimmest[0]:
+                f_how += (f" (the study's marrow gave {f_ed_marrow:.2f}, dimmer than edema can be on this sequence: "
+                          "not used)")
+            elif f_ed_marrow - f_n < params.min_edema_contrast:
+                # the ratio estimate of failed fat suppression keeps the equations' levels it was built with
+                f_how += f" (the study's marrow gave {f_ed_marrow:.2f}, too little contrast: not used)"
+            elif params.edema_calibration_min_ratio <= ratio <= params.edema_calibration_max_ratio:
+                f_ed, f_how = f_ed_marrow, "the study's marrow against its T1 edema fraction"
+            else:
+                f_how += f" (the study's marrow gave {f_ed_marrow:.2f}, {ratio:.2f}x the contrast: not used)"
     bme_from = "fluid-sensitive signal, T1-supported" if e_t is not None else "fluid-sensitive signal"
     if np.isfinite(f_n) and f_ed - f_n >= params.min_edema_contrast:
         e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
@@ -100,7 +127,8 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
                                         within=marrow_all)
         bme_from = "ratio of fluid-sensitive to T1 signal (normal marrow too bright on the fluid-sensitive series)"
     common = {"normal_marrow_fluid": f_n, "normal_marrow_t1": t_n, "edema_signal_fluid": f_ed,
-              "edema_signal_fluid_from": f_how, "edema_signal_t1": t_ed, "edema_signal_t1_from": t_how,
+              "edema_signal_fluid_from": f_how, "edema_signal_fluid_equations": f_ed_equations,
+              "edema_signal_fluid_marrow": f_ed_marrow, "edema_signal_t1": t_ed, "edema_signal_t1_from": t_how,
               "joint_fluid_signal": f_fl, "joint_fluid_signal_from": fl_how, "bme_from": bme_from}
 
     def one_side(name):

@@ -47,6 +47,32 @@ class QuantifyParams(NumericParams):
         Multiplies the signal-equation estimate of pure edema
         (:mod:`bmepipe.quantify.calibration`) for the partial volume of clinical
         voxels; with sequence headers it replaces ``edema_signal_fluid`` [tuned].
+    edema_calibration_min_t1_fraction : float
+        Where a T1 series shows at least ``edema_calibration_min_ml`` of femoral head and
+        neck marrow with a T1 edema fraction of at least this, the fluid-sensitive signal
+        of pure edema is calibrated on the study's own marrow
+        (:func:`bmepipe.quantify.bme.edema_signal_from_marrow`) [chosen on the tuning
+        suite: below about 0.45 the T1 spread of normal marrow dominates].
+    edema_calibration_min_ml : float
+        See ``edema_calibration_min_t1_fraction``: enough edema to calibrate on [chosen on
+        the tuning and probe suites: at 2 ml, studies with a necrotic segment and little
+        or no BME were calibrated on the segment].
+    edema_calibration_min_ratio, edema_calibration_max_ratio : float
+        The calibrated edema contrast (``F_ed - F_n``) replaces the signal equations' one
+        only when it lies in this range of multiples of it, and the calibrated ``F_ed`` is
+        not dimmer than ``edema_pv_factor`` x the dimmest edema the literature relaxation
+        times of edema and muscle allow on the sequence
+        (:func:`bmepipe.quantify.calibration.edema_signal_range`), and it leaves at least
+        ``min_edema_contrast`` (the ratio estimate used under failed fat suppression keeps
+        the equations' levels: on calibrated levels it put 43 ml of BME into a normal hip). T2 variation of edema and
+        muscle (mr_physics.md table 1) moves the true contrast on T2-FS about 2x either
+        way from the equations' mid-range value, and the studies whose BME the equations
+        missed most calibrate at 0.34-0.49x. Below 0.3x the marrow holds no usable edema
+        (a necrotic segment or red marrow: 0.1x); closer to 1x the calibration's own
+        errors (necrotic segments in the heads, femur masks grown into muscle, normal
+        levels raised by edema in both hips: 2.7x) outweighed its gain, and between 1.5
+        and 2x it moved the BME volume away from the truth in 13 of the 18 hips it changed
+        [chosen on seeds 11, 33, 44 and probes 9640-9643].
     t1_support_fraction : float
         Where a T1 series exists, a BME voxel's T1 must also be lowered by at least
         this edema-equivalent fraction (low T1 signal of edematous marrow,
@@ -147,6 +173,10 @@ class QuantifyParams(NumericParams):
     edema_signal_fluid: float = 3.0
     edema_signal_t1: float = 1.3
     edema_pv_factor: float = 0.9
+    edema_calibration_min_t1_fraction: float = 0.45
+    edema_calibration_min_ml: float = 10.0
+    edema_calibration_min_ratio: float = 0.3
+    edema_calibration_max_ratio: float = 0.7
     t1_support_fraction: float = 0.1
     min_edema_contrast: float = 1.0
     normal_marrow_percentile_fluid: float = 25.0
@@ -184,5 +214,9 @@ class QuantifyParams(NumericParams):
         super().__post_init__()
         if not 0 < self.bme_edema_fraction < 1:
             raise ConfigError("bme_edema_fraction must be in (0, 1)")
+        if not 0 < self.edema_calibration_min_ratio <= self.edema_calibration_max_ratio:
+            raise ConfigError("edema_calibration_min_ratio must be positive and at most edema_calibration_max_ratio")
+        if not 0 < self.edema_calibration_min_t1_fraction < 1:
+            raise ConfigError("edema_calibration_min_t1_fraction must be in (0, 1)")
         if self.edema_signal_fluid <= 1 or self.effusion_signal <= 1:
             raise ConfigError("edema_signal_fluid and effusion_signal must exceed muscle (1.0)")
