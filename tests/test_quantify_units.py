@@ -149,13 +149,11 @@ def test_edema_signal_range_spans_the_literature_relaxation_times():
     def se(t1, t2, pd):
         return pd * (1 - math.exp(-tr / t1)) * math.exp(-te / t2)
 
-    lo, hi = edema_signal_range({"kind": "t2_fs", "field_strength_t": 1.5, "repetition_time_ms": tr,
-                                 "echo_time_ms": te})
+    lo, hi = edema_signal_range("t2_fs", 1.5, tr, te)
     assert lo == pytest.approx(se(1400, 60, 0.9) / se(850, 44, 0.8), rel=1e-9)
     assert hi == pytest.approx(se(900, 120, 1.0) / se(1000, 27, 0.7), rel=1e-9)
     assert lo < signal_ratio("edema", "t2_fs", 1.5, tr, te) < hi
-    assert edema_signal_range({"kind": "stir", "field_strength_t": 3.0, "repetition_time_ms": 5000.0,
-                               "echo_time_ms": 50.0}) is None  # STIR without TI
+    assert edema_signal_range("stir", 3.0, 5000.0, 50.0) is None  # STIR without TI
 
 
 def test_edema_signal_from_marrow_recovers_the_mixing_slope():

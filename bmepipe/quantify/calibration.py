@@ -44,6 +44,16 @@ RELAXATION_RANGES = {
 }
 
 
+def _sequence(kind: str, field_strength_t, repetition_time_ms, echo_time_ms, inversion_time_ms):
+    """``(1.5 or 3.0, signal arguments)`` of a sequence; None when a needed header value is missing."""
+    if field_strength_t is None or repetition_time_ms is None or echo_time_ms is None:
+        return None
+    if kind == "stir" and not inversion_time_ms:
+        return None
+    field = 3.0 if field_strength_t >= 2.25 else 1.5
+    return field, (str(kind), float(repetition_time_ms), float(echo_time_ms), inversion_time_ms)
+
+
 def _signal(t1: float, t2: float, pd: float, kind: str, tr: float, te: float, ti: Optional[float]) -> float:
     if kind == "stir":
         return pd * abs(1.0 - 2.0 * math.exp(-ti / t1) + math.exp(-tr / t1)) * math.exp(-te / t2)
@@ -73,42 +83,36 @@ def signal_ratio(tissue: str, kind: str, field_strength_t: Optional[float], repe
         None when a needed header value is missing (the caller falls back to a
         parameter).
     """
-    if field_strength_t is None or repetition_time_ms is None or echo_time_ms is None:
+    seq = _sequence(kind, field_strength_t, repetition_time_ms, echo_time_ms, inversion_time_ms)
+    if seq is None:
         return None
-    if kind == "stir" and not inversion_time_ms:
-        return None
-    table = RELAXATION[3.0 if field_strength_t >= 2.25 else 1.5]
-    args = (kind, float(repetition_time_ms), float(echo_time_ms), inversion_time_ms)
+    field, args = seq
+    table = RELAXATION[field]
     muscle = _signal(*table["muscle"], *args)
     if muscle <= 0:
         return None
     return pv_factor * _signal(*table[tissue], *args) / muscle
 
 
-def edema_signal_range(protocol) -> Optional[tuple[float, float]]:
+def edema_signal_range(kind: str, field_strength_t: Optional[float], repetition_time_ms: Optional[float],
+                       echo_time_ms: Optional[float], inversion_time_ms: Optional[float] = None
+                       ) -> Optional[tuple[float, float]]:
     """(Lowest, highest) signal of pure edema water / signal of muscle that the literature ranges allow.
 
     Every combination of the ends of :data:`RELAXATION_RANGES` for edema and muscle
     (and the middle of the T1 ranges, where magnitude inversion recovery is not
-    monotonic) on the sequence of ``protocol`` (a dict or object with
-    ``sequence_kind`` or ``kind``, ``field_strength_t``, ``repetition_time_ms``,
-    ``echo_time_ms``, ``inversion_time_ms``). None when a header value is missing.
+    monotonic) on the sequence; arguments as in :func:`signal_ratio`. None when a
+    needed header value is missing.
     """
-    def get(name):
-        return protocol.get(name) if isinstance(protocol, dict) else getattr(protocol, name, None)
-
-    if protocol is None:
+    seq = _sequence(kind, field_strength_t, repetition_time_ms, echo_time_ms, inversion_time_ms)
+    if seq is None:
         return None
-    kind, field = get("sequence_kind") or get("kind"), get("field_strength_t")
-    tr, te, ti = get("repetition_time_ms"), get("echo_time_ms"), get("inversion_time_ms")
-    if not kind or field is None or tr is None or te is None or (kind == "stir" and not ti):
-        return None
-    ranges = RELAXATION_RANGES[3.0 if field >= 2.25 else 1.5]
+    field, args = seq
+    ranges = RELAXATION_RANGES[field]
 
     def corners(tissue):
         (t1a, t1b), t2s, pds = ranges[tissue]
         return [(t1, t2, pd) for t1 in (t1a, 0.5 * (t1a + t1b), t1b) for t2 in t2s for pd in pds]
 
-    args = (str(kind), float(tr), float(te), ti)
     ratios = [_signal(*e, *args) / _signal(*m, *args) for e in corners("edema") for m in corners("muscle")]
     return min(ratios), max(ratios)

@@ -33,13 +33,20 @@ def _get(protocol, name: str):
     return getattr(protocol, name, None)
 
 
-def _ratio(tissue: str, protocol, pv_factor: float, default: float) -> tuple[float, str]:
+def _sequence_args(protocol) -> Optional[tuple]:
+    """``(kind, field strength, TR, TE, TI)`` of a protocol (dict or object) for :mod:`.calibration`; None
+    without a sequence kind."""
     kind = _get(protocol, "sequence_kind") or _get(protocol, "kind")
-    r = None
-    if kind:
-        r = signal_ratio(tissue, str(kind), _get(protocol, "field_strength_t"), _get(protocol, "repetition_time_ms"),
-                         _get(protocol, "echo_time_ms"), _get(protocol, "inversion_time_ms"), pv_factor=pv_factor)
-    return (r, f"signal equations ({kind})") if r is not None else (default, "parameter default")
+    if not kind:
+        return None
+    return (str(kind),) + tuple(_get(protocol, n) for n in ("field_strength_t", "repetition_time_ms", "echo_time_ms",
+                                                            "inversion_time_ms"))
+
+
+def _ratio(tissue: str, protocol, pv_factor: float, default: float) -> tuple[float, str]:
+    args = _sequence_args(protocol)
+    r = None if args is None else signal_ratio(tissue, *args, pv_factor=pv_factor)
+    return (r, f"signal equations ({args[0]})") if r is not None else (default, "parameter default")
 
 
 def quantify_hips(normalized, segmentation, *, params: QuantifyParams = QuantifyParams(),
@@ -104,19 +111,23 @@ def quantify_arrays(fluid: np.ndarray, t1: Optional[np.ndarray], segmentation, *
                                                params.bme_smoothing_mm,
                                                min_fraction=params.edema_calibration_min_t1_fraction,
                                                min_volume_ml=params.edema_calibration_min_ml)
-        dimmest = edema_signal_range(fluid_protocol)
         if f_ed_marrow is not None:
+            args = _sequence_args(fluid_protocol)
+            dimmest = None if args is None else edema_signal_range(*args)
             ratio = (f_ed_marrow - f_n) / (f_ed - f_n)
             if dimmest is not None and f_ed_marrow < params.edema_pv_factor * dimmest[0]:
-                f_how += (f" (the study's marrow gave {f_ed_marrow:.2f}, dimmer than edema can be on this sequence: "
-                          "not used)")
+                why = "dimmer than edema can be on this sequence"
             elif f_ed_marrow - f_n < params.min_edema_contrast:
                 # the ratio estimate of failed fat suppression keeps the equations' levels it was built with
-                f_how += f" (the study's marrow gave {f_ed_marrow:.2f}, too little contrast: not used)"
-            elif params.edema_calibration_min_ratio <= ratio <= params.edema_calibration_max_ratio:
+                why = "too little contrast"
+            elif not params.edema_calibration_min_ratio <= ratio <= params.edema_calibration_max_ratio:
+                why = f"{ratio:.2f}x the contrast"
+            else:
+                why = None
+            if why is None:
                 f_ed, f_how = f_ed_marrow, "the study's marrow against its T1 edema fraction"
             else:
-                f_how += f" (the study's marrow gave {f_ed_marrow:.2f}, {ratio:.2f}x the contrast: not used)"
+                f_how += f" (the study's marrow gave {f_ed_marrow:.2f}, {why}: not used)"
     bme_from = "fluid-sensitive signal, T1-supported" if e_t is not None else "fluid-sensitive signal"
     if np.isfinite(f_n) and f_ed - f_n >= params.min_edema_contrast:
         e_f = edema_fraction(fluid, f_n, f_ed, spacing, params.bme_smoothing_mm, within=marrow_all)
